@@ -1,0 +1,164 @@
+"""The `home-mlops` command line: parse options, call the stages, report.
+
+No logic lives here beyond wiring: each stage is a module with plain functions.
+Human progress goes to stderr, the machine result to --json PATH.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+
+from . import console
+from .errors import ExitCode, HomeMlopsError
+from .params import JobParams, validate_model_name
+from .results import write_json
+
+app = typer.Typer(
+    name="home-mlops",
+    help="From an MLflow run to a served BentoML model server + FastAPI gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Options shared by the job commands; each also reads the job parameter's environment variable.
+AppOpt = typer.Option(None, "--app", envvar="APP_NAME", help="App name (APP_NAME).")
+ExpOpt = typer.Option(None, "--experiment-id", envvar="EXPERIMENT_ID", help="MLflow experiment id (EXPERIMENT_ID).")
+RunOpt = typer.Option(None, "--run-id", envvar="RUN_ID", help="MLflow run id (RUN_ID).")
+NasOpt = typer.Option(None, "--nas", envvar="NAS", help="Artifact root to read without a tracking server (NAS).")
+RegOpt = typer.Option(None, "--registry", envvar="AR_NAME", help="Image repository prefix (AR_NAME).")
+TrackOpt = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
+JsonOpt = typer.Option(None, "--json", envvar="HOME_MLOPS_JSON", help="Write the result as JSON here.")
+ModelNameOpt = typer.Option(None, "--model-name", help="Which model, when a run logged several.")
+
+
+def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, Any]]) -> None:
+    """Run one command: its result or its error goes to --json, the exit code says which."""
+    started = time.monotonic()
+    try:
+        result = body()
+    except HomeMlopsError as exc:
+        console.console.print(f"[bold red]error:[/] {exc}")
+        write_json(json_path, {"command": name, "ok": False, "exit_code": int(exc.code), "error": str(exc)})
+        raise typer.Exit(int(exc.code)) from None
+    except KeyboardInterrupt:
+        console.console.print("[bold red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - a bug: short message, traceback only on request
+        if os.environ.get("HOME_MLOPS_DEBUG"):
+            raise
+        console.console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "  this is a bug in home-mlops; run again with HOME_MLOPS_DEBUG=1 for the traceback"
+        )
+        write_json(
+            json_path,
+            {"command": name, "ok": False, "exit_code": int(ExitCode.INTERNAL), "error": f"{type(exc).__name__}: {exc}"},
+        )
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
+    result = {"command": name, "ok": True, **result, "seconds": round(time.monotonic() - started, 3)}
+    write_json(json_path, result)
+
+
+def job_params(app_name, experiment_id, run_id, nas, registry, need_app=True) -> JobParams:
+    return JobParams.parse(
+        app=app_name, experiment_id=experiment_id, run_id=run_id, nas=nas, registry=registry, need_app=need_app
+    )
+
+
+@app.command()
+def resolve(
+    experiment_id: Optional[str] = ExpOpt,
+    run_id: Optional[str] = RunOpt,
+    nas: Optional[str] = NasOpt,
+    tracking_uri: Optional[str] = TrackOpt,
+    model_name: Optional[str] = ModelNameOpt,
+    json_path: Optional[str] = JsonOpt,
+) -> None:
+    """Find a run's model (tracking server or NAS) and fetch it into the local cache."""
+
+    def body() -> dict[str, Any]:
+        params = job_params(None, experiment_id, run_id, nas, None, need_app=False)
+        if model_name:
+            validate_model_name(model_name)
+        from .resolve import resolve as do_resolve
+
+        resolved = do_resolve(
+            params.experiment_id, params.run_id, nas=params.nas, tracking_uri=tracking_uri, model_name=model_name
+        )
+        console.ok(f"{resolved.model_uri} -> {resolved.local_path}")
+        return resolved.model_dump()
+
+    run_command("resolve", json_path, body)
+
+
+@app.command()
+def train(
+    app_name: str = typer.Argument(..., help="An app with training/<app>/train.py"),
+    args: Optional[list[str]] = typer.Argument(None, help="Arguments for the training script"),
+) -> None:
+    """Train an example app into MLflow (MLFLOW_TRACKING_URI, or the local default)."""
+
+    def body() -> dict[str, Any]:
+        from .params import validate_app
+        from .training import run_training
+
+        run_training(validate_app(app_name), list(args or []))
+        return {"app": app_name}
+
+    run_command("train", None, body)
+
+
+@app.command("mlflow-server")
+def mlflow_server(
+    port: int = typer.Option(8001, help="Port of the MLflow UI and API"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    backend_store_uri: Optional[str] = typer.Option(None, help="SQL backend (default: the local sqlite file)"),
+    artifacts_destination: Optional[str] = typer.Option(
+        None, help="Where artifacts go: a folder or gs://bucket/prefix (default: the local artifact folder)"
+    ),
+) -> None:
+    """Start an MLflow tracking server that proxies artifacts (clients need only HTTP)."""
+    from .tracking_server import serve
+
+    def body() -> dict[str, Any]:
+        serve(host=host, port=port, backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
+        return {}
+
+    run_command("mlflow-server", None, body)
+
+
+def _register_optional_commands() -> None:
+    """Commands from other modules, mounted only when their module imports."""
+    for module, attr, name in (
+        ("home_mlops.commands_build", "register", None),
+        ("home_mlops.platform_cli", "platform_app", "platform"),
+        ("home_mlops.jenkins_ops", "jenkins_app", "jenkins"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        target = getattr(mod, attr)
+        if name:
+            app.add_typer(target, name=name)
+        else:
+            target(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    app(prog_name="home-mlops")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

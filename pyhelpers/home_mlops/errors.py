@@ -1,0 +1,52 @@
+"""User-facing errors and the exit codes the Groovy steps rely on.
+
+Every error a user can cause or fix is a ``HomeMlopsError``: the CLI prints
+its three parts (what was wrong, what was expected, what to do) and exits with
+its code. Anything else is a bug and exits 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    BAD_INPUT = 2
+    NOT_FOUND = 3
+    BUILD_FAILED = 4
+    PUSH_FAILED = 5
+    DEPLOY_FAILED = 6  # the previous deployment was kept (rolled back)
+    UNAVAILABLE = 7  # a service we need (tracking server, bucket, Docker) did not answer
+
+
+@dataclass
+class HomeMlopsError(Exception):
+    what: str
+    expected: str = ""
+    hint: str = ""
+    code: ExitCode = ExitCode.INTERNAL
+
+    def __str__(self) -> str:
+        parts = [self.what]
+        if self.expected:
+            parts.append(f"expected: {self.expected}")
+        if self.hint:
+            parts.append(f"what to do: {self.hint}")
+        return "\n  ".join(parts)
+
+
+def _kind(code: ExitCode):
+    def make(what: str, expected: str = "", hint: str = "") -> HomeMlopsError:
+        return HomeMlopsError(what, expected, hint, code)
+
+    return make
+
+
+BadInput = _kind(ExitCode.BAD_INPUT)
+NotFound = _kind(ExitCode.NOT_FOUND)
+BuildFailed = _kind(ExitCode.BUILD_FAILED)
+PushFailed = _kind(ExitCode.PUSH_FAILED)
+DeployFailed = _kind(ExitCode.DEPLOY_FAILED)
+Unavailable = _kind(ExitCode.UNAVAILABLE)

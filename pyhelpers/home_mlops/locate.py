@@ -1,0 +1,252 @@
+"""Find the model(s) a run logged: through MLflow tracking, or straight from the NAS.
+
+Two layouts exist (see docs/design notes):
+- MLflow 3 logged models: <root>/<exp>/models/m-<id>/artifacts/MLmodel
+- MLflow 2 style run artifacts: <root>/<exp>/<run_id>/artifacts/<path>/MLmodel
+Both finders return ModelLocation values; nothing here downloads a whole model.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import NotFound, Unavailable
+from .mlflow_errors import translate_errors
+
+# Bounded retries for an unreachable tracking server instead of MLflow's minutes-long default.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    experiment_id: str
+    run_id: str
+    artifact_uri: str  # the folder that holds MLmodel
+    model_id: str | None = None  # MLflow 3 logged models only
+    name: str = "model"
+    created: int = 0  # ms since epoch, for a deterministic choice
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}" if self.model_id else f"runs:/{self.run_id}/{self.name}"
+
+    @property
+    def cache_key(self) -> str:
+        return self.model_id or f"run-{self.run_id}-{self.name.replace('/', '_')}"
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+class TrackingFinder:
+    def __init__(self, tracking_uri: str):
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    def find(self, experiment_id: str, run_id: str) -> list[ModelLocation]:
+        with translate_errors(f"tracking server {self.tracking_uri}"):
+            run = self._get_run(run_id)
+            owner = run.info.experiment_id
+            if owner != experiment_id:
+                raise NotFound(
+                    f"run {run_id} belongs to experiment {owner}, not to experiment {experiment_id}",
+                    f"EXPERIMENT_ID {owner} for this run",
+                    "check both ids in the MLflow UI; use the experiment that owns the run",
+                )
+            self._experiment_exists(experiment_id)
+            found = [
+                ModelLocation(
+                    experiment_id=experiment_id,
+                    run_id=run_id,
+                    artifact_uri=m.artifact_location,
+                    model_id=m.model_id,
+                    name=m.name or "model",
+                    created=m.creation_timestamp or 0,
+                )
+                for m in self.client.search_logged_models(
+                    experiment_ids=[experiment_id],
+                    filter_string=f"source_run_id = '{run_id}'",  # run_id is validated hex
+                )
+            ]
+            if not found:
+                found = self._run_artifact_models(run_id, experiment_id, run.info.artifact_uri)
+            return found
+
+    def _get_run(self, run_id: str):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                raise NotFound(
+                    f"run {run_id} does not exist on {self.tracking_uri}",
+                    "the id of a run on this tracking server",
+                    "check MLFLOW_TRACKING_URI / --tracking-uri and the run id",
+                ) from None
+            raise
+
+    def _experiment_exists(self, experiment_id: str) -> None:
+        if self.client.get_experiment(experiment_id) is None:
+            raise NotFound(f"experiment {experiment_id} does not exist on {self.tracking_uri}")
+
+    def _run_artifact_models(self, run_id: str, experiment_id: str, root: str) -> list[ModelLocation]:
+        """MLflow 2 style: folders holding MLmodel inside the run's artifacts."""
+        found = []
+        pending = [""]
+        while pending:
+            path = pending.pop()
+            entries = self.client.list_artifacts(run_id, path or None)
+            if any(not e.is_dir and e.path.rsplit("/", 1)[-1] == "MLmodel" for e in entries):
+                found.append(
+                    ModelLocation(experiment_id, run_id, f"{root.rstrip('/')}/{path}", None, path or ".")
+                )
+                continue
+            if path.count("/") < 3:
+                pending.extend(e.path for e in entries if e.is_dir)
+        return sorted(found, key=lambda m: m.name)
+
+    def download(self, location: ModelLocation, dst: Path) -> Path:
+        import mlflow.artifacts
+
+        with translate_errors(f"tracking server {self.tracking_uri}"):
+            dst.mkdir(parents=True, exist_ok=True)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=location.artifact_uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        return Path(local)
+
+
+# --------------------------------------------------------------------------- NAS
+
+
+def nas_root_uri(nas: str) -> str:
+    return Path(nas).as_uri() if nas.startswith("/") else nas
+
+
+class NasFinder:
+    """Resolve with no tracking server: read MLmodel files under <NAS>/<experiment_id>/."""
+
+    def __init__(self, nas: str):
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        self.nas = nas
+        self.root_uri = nas_root_uri(nas)
+        with translate_errors(f"NAS {nas}"):
+            self.repo = get_artifact_repository(self.root_uri)
+            self._check_root()
+
+    def _check_root(self) -> None:
+        if self.root_uri.startswith("file:"):
+            root = Path(self.root_uri[len("file://"):])
+            if not root.is_dir():
+                raise NotFound(
+                    f"NAS {self.nas} does not exist or is not a folder",
+                    "the artifact root that holds <experiment_id>/ folders",
+                    "check the path (is the share mounted on this agent?)",
+                )
+        elif not self.repo.list_artifacts(""):
+            raise NotFound(
+                f"NAS {self.nas} is empty or the bucket does not exist",
+                "the artifact root that holds <experiment_id>/ folders",
+                "check the bucket name and prefix, and the credentials of this agent",
+            )
+
+    def _dirs(self, path: str) -> list[str]:
+        return [e.path for e in self.repo.list_artifacts(path) if e.is_dir]
+
+    def _read_mlmodel(self, folder: str) -> dict | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.repo.download_artifacts(f"{folder}/MLmodel", tmp)
+            except Exception:  # a folder without MLmodel: not a model
+                return None
+            return yaml.safe_load(Path(local).read_text()) or {}
+
+    def _models_in(self, experiment_id: str, run_id: str | None) -> list[ModelLocation]:
+        found = []
+        for model_dir in self._dirs(f"{experiment_id}/models"):
+            mlmodel = self._read_mlmodel(f"{model_dir}/artifacts")
+            if mlmodel and (run_id is None or mlmodel.get("run_id") == run_id):
+                found.append(
+                    ModelLocation(
+                        experiment_id=experiment_id,
+                        run_id=mlmodel.get("run_id", ""),
+                        artifact_uri=f"{model_dir}/artifacts",
+                        model_id=mlmodel.get("model_id") or model_dir.rsplit("/", 1)[-1],
+                        name=mlmodel.get("name") or "model",
+                        created=_created_ms(mlmodel),
+                    )
+                )
+        return found
+
+    def _run_artifact_models(self, experiment_id: str, run_id: str) -> list[ModelLocation]:
+        base = f"{experiment_id}/{run_id}/artifacts"
+        found, pending = [], [base]
+        while pending:
+            folder = pending.pop()
+            mlmodel = self._read_mlmodel(folder)
+            if mlmodel is not None:
+                name = folder[len(base) + 1:] or "."
+                found.append(ModelLocation(experiment_id, run_id, folder, None, name, _created_ms(mlmodel)))
+                continue
+            if folder.count("/") - base.count("/") < 3:
+                pending.extend(self._dirs(folder))
+        return sorted(found, key=lambda m: m.name)
+
+    def find(self, experiment_id: str, run_id: str) -> list[ModelLocation]:
+        with translate_errors(f"NAS {self.nas}"):
+            experiments = [d.rsplit("/", 1)[-1] for d in self._dirs("")]
+            if experiment_id not in experiments:
+                raise NotFound(
+                    f"experiment {experiment_id} has no folder in NAS {self.nas}",
+                    f"one of the experiment folders found there: {', '.join(sorted(experiments)[:20]) or 'none'}",
+                    "check EXPERIMENT_ID, and that NAS is the artifact root (without the experiment id)",
+                )
+            found = self._models_in(experiment_id, run_id) or self._run_artifact_models(experiment_id, run_id)
+            if found:
+                return found
+            owner = self._owner_of(run_id, [e for e in experiments if e != experiment_id])
+            if owner:
+                raise NotFound(
+                    f"run {run_id} belongs to experiment {owner}, not to experiment {experiment_id}",
+                    f"EXPERIMENT_ID {owner} for this run",
+                    "use the experiment that owns the run",
+                )
+            raise NotFound(
+                f"run {run_id} has no model in experiment {experiment_id} under NAS {self.nas}",
+                "a run that logged a model (mlflow.<flavor>.log_model)",
+                "check RUN_ID, and that the run finished logging its model",
+            )
+
+    def _owner_of(self, run_id: str, experiments: list[str]) -> str | None:
+        for exp in experiments:
+            if f"{exp}/{run_id}" in self._dirs(exp) or self._models_in(exp, run_id):
+                return exp
+        return None
+
+    def download(self, location: ModelLocation, dst: Path) -> Path:
+        with translate_errors(f"NAS {self.nas}"):
+            dst.mkdir(parents=True, exist_ok=True)
+            return Path(self.repo.download_artifacts(location.artifact_uri, str(dst)))
+
+
+def _created_ms(mlmodel: dict) -> int:
+    from datetime import datetime
+
+    stamp = mlmodel.get("utc_time_created")
+    try:
+        return int(datetime.fromisoformat(str(stamp)).timestamp() * 1000) if stamp else 0
+    except ValueError:
+        return 0
+
+
+__all__ = ["ModelLocation", "TrackingFinder", "NasFinder", "Unavailable"]

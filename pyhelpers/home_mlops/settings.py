@@ -1,0 +1,62 @@
+"""Where home-mlops keeps its state, and the embedded defaults.
+
+Everything lives under one state folder so that `make clean` or a test's
+temporary folder holds all of it: the local MLflow store, the model cache,
+the BentoML home and the build folders.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STATE_ENV = "HOME_MLOPS_HOME"
+
+
+def project_root() -> Path | None:
+    """The checkout this package was installed from (editable install), if any."""
+    here = Path(__file__).resolve().parent
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "pyhelpers").is_dir():
+            return parent
+    return None
+
+
+def state_dir() -> Path:
+    env = os.environ.get(STATE_ENV)
+    if env:
+        path = Path(env).expanduser()
+    else:
+        root = project_root()
+        path = root / ".home-mlops" if root else Path.home() / ".local/share/home-mlops"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def default_tracking_uri() -> str:
+    return f"sqlite:///{state_dir() / 'mlflow.db'}"
+
+
+def default_artifact_root() -> Path:
+    return state_dir() / "mlruns"
+
+
+def cache_dir() -> Path:
+    path = state_dir() / "cache" / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def builds_dir() -> Path:
+    # Not under a dot-folder component relative to the build context, but the
+    # state folder itself may be hidden: BentoML only looks at paths inside the context.
+    path = state_dir() / "builds"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def bentoml_home() -> Path:
+    return Path(os.environ.get("BENTOML_HOME") or state_dir() / "bentoml")
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()

@@ -1,0 +1,100 @@
+"""What the example training scripts share: where MLflow writes, and how to log.
+
+`set_mlflow_backend_store_uri()` keeps the seed's name. It points MLflow at
+MLFLOW_TRACKING_URI when set, else at the embedded default: a sqlite file and
+a local artifact folder in the state folder (no server needed).
+"""
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from . import settings
+from .errors import BadInput, NotFound
+
+EXAMPLE_APPS = (
+    "tabular-iris-multi-classifier",
+    "tabular-iris-lightgbm",
+    "tabular-iris-xgboost",
+    "tabular-iris-pytorch",
+    "tabular-diabetes-regressor",
+)
+
+
+def set_mlflow_backend_store_uri(uri: str | None = None) -> str:
+    uri = settings.tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment `name`, created if needed, and made the active one.
+
+    With the embedded sqlite default, MLflow would put artifacts in ./mlruns of
+    whatever folder the script runs from; we create the experiment through a
+    store whose default root is the state folder, so the layout is
+    <state>/mlruns/<experiment_id>/..., which is what `NAS` resolution reads."""
+    client = MlflowClient()
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        exp_id = existing.experiment_id
+    elif mlflow.get_tracking_uri().startswith("sqlite:"):
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        root = os.environ.get("HOME_MLOPS_ARTIFACT_ROOT") or settings.default_artifact_root().as_uri()
+        exp_id = SqlAlchemyStore(mlflow.get_tracking_uri(), root).create_experiment(name)
+    else:
+        exp_id = client.create_experiment(name)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+@dataclass
+class TrainedRun:
+    experiment_id: str
+    run_id: str
+    model_id: str | None
+
+
+def report(run: mlflow.ActiveRun, model_info) -> TrainedRun:
+    """Print the ids a user types into Jenkins (stdout: scripts can parse it)."""
+    trained = TrainedRun(run.info.experiment_id, run.info.run_id, getattr(model_info, "model_id", None))
+    print(f"EXPERIMENT_ID={trained.experiment_id}")
+    print(f"RUN_ID={trained.run_id}")
+    if trained.model_id:
+        print(f"MODEL_ID={trained.model_id}")
+    return trained
+
+
+def training_script(app: str) -> Path:
+    root = settings.project_root()
+    candidates = [Path.cwd() / "training" / app / "train.py"]
+    if root:
+        candidates.insert(0, root / "training" / app / "train.py")
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = ", ".join(EXAMPLE_APPS)
+    raise NotFound(
+        f"no training script for app {app!r}",
+        f"training/{app}/train.py (example apps: {known})",
+        "add a training script, or run from the repository root",
+    )
+
+
+def run_training(app: str, argv: list[str] | None = None) -> None:
+    if "/" in app or app.startswith("."):
+        raise BadInput(f"app {app!r} is not a folder name under training/")
+    script = training_script(app)
+    old_argv = sys.argv
+    sys.argv = [str(script), *(argv or [])]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = old_argv
