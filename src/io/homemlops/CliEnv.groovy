@@ -1,0 +1,59 @@
+package io.homemlops
+
+/**
+ * Builds the withEnv list through which option values reach the CLI.
+ * Values are never pasted into a shell string: the sh scripts are constants
+ * that read these variables.
+ */
+class CliEnv implements Serializable {
+    private static final long serialVersionUID = 1L
+
+    /** Where the ensure-helper resource puts (a link to) the CLI, relative to the workspace. */
+    static final String ENSURED_HELPER = '.home-mlops/bin/home-mlops'
+    static final String ENSURE_SCRIPT = '.home-mlops/ensure-helper.sh'
+
+    static List<String> build(Map options) {
+        List<String> envList = []
+        for (String option : StepOptions.PARAMETER_ENV.keySet()) {
+            Object value = options[option]
+            envList.add("${StepOptions.PARAMETER_ENV[option]}=${value == null ? '' : value}".toString())
+        }
+        if (options.trackingUri) {
+            envList.add("MLFLOW_TRACKING_URI=${options.trackingUri}".toString())
+        }
+        envList.add("HOME_MLOPS_JSON=${options.jsonFile}".toString())
+        String helper = helperPath(options)
+        if (helper) {
+            envList.add("HOME_MLOPS_BIN=${helper}".toString())
+        }
+        return envList
+    }
+
+    static String helperPath(Map options) {
+        if (options.helperPath) {
+            return options.helperPath.toString()
+        }
+        if (options.ensureHelper) {
+            return ENSURED_HELPER
+        }
+        return ''
+    }
+
+    /**
+     * The sh script: a constant chosen from fixed pieces, never containing a value.
+     * rm first so that a stale result from an earlier build is never read back.
+     */
+    static String script(String command, Map options, boolean buildStep) {
+        String exe = helperPath(options) ? '"$HOME_MLOPS_BIN"' : 'home-mlops'
+        String line = 'rm -f -- "$HOME_MLOPS_JSON" && ' + exe + ' ' + command + ' --json "$HOME_MLOPS_JSON"'
+        if (buildStep) {
+            if (!options.push) {
+                line += ' --no-push'
+            }
+            if (options.force) {
+                line += ' --force'
+            }
+        }
+        return line
+    }
+}

@@ -1,0 +1,48 @@
+package io.homemlops
+
+/** The text home-mlops puts in the build description and in the pipeline's summary. */
+class Summary implements Serializable {
+    private static final long serialVersionUID = 1L
+
+    static String text(Object value) {
+        // readJSON gives JSONNull for null; treat it as absent.
+        if (value == null || !(value instanceof CharSequence || value instanceof Number || value instanceof Boolean)) {
+            return ''
+        }
+        return value.toString()
+    }
+
+    /** One description line for a step's result, e.g. "bento: <image> (sha256:...)". */
+    static String line(String kind, Map result) {
+        if (kind == 'deploy') {
+            String url = text(result?.url)
+            String run = text(result?.run_id)
+            return "deploy: ${url ?: '(no url)'}${run ? " (run ${run})" : ''}".toString()
+        }
+        String image = text(result?.image)
+        String digest = text(result?.digest)
+        return "${kind}: ${image ?: '(no image)'}${digest ? " (${digest})" : ''}".toString()
+    }
+
+    static String append(Object current, String line) {
+        String before = current == null ? '' : current.toString()
+        return before ? "${before}\n${line}".toString() : line
+    }
+
+    /** The post-success summary of the whole pipeline. */
+    static String success(Map bento, Map gateway, Map deployment) {
+        List<String> lines = ['home-mlops: deployed ' + (text(deployment?.app) ?: text(bento?.app))]
+        lines.add('  bento image:   ' + text(bento?.image) + (text(bento?.digest) ? " @ ${text(bento?.digest)}" : ''))
+        lines.add('  gateway image: ' + text(gateway?.image) + (text(gateway?.digest) ? " @ ${text(gateway?.digest)}" : ''))
+        lines.add('  url:           ' + text(deployment?.url) + '/predict')
+        if (text(deployment?.previous_run_id)) {
+            lines.add('  replaced run:  ' + text(deployment?.previous_run_id))
+        }
+        return lines.join('\n')
+    }
+
+    static String failure(String stage, Object reason) {
+        String why = reason == null ? 'unknown error' : reason.toString()
+        return "home-mlops: FAILED in stage '${stage ?: 'unknown'}': ${why}".toString()
+    }
+}
