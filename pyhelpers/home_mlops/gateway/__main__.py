@@ -1,0 +1,150 @@
+"""``python -m gateway``: serve the gateway with uvicorn on a SO_REUSEPORT socket.
+
+Environment:
+  HOME_MLOPS_GATEWAY_SPEC       path of gateway-spec.json (default: next to the package)
+  HOME_MLOPS_GATEWAY_HOST       default 0.0.0.0
+  HOME_MLOPS_GATEWAY_PORT       default 8000
+  HOME_MLOPS_GATEWAY_WORKERS    default 1
+  HOME_MLOPS_GATEWAY_EXTRA      module name (e.g. ``extra``) next to the package with ``extend(app, spec)``
+  HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT  seconds to drain in-flight requests on SIGTERM (default 30)
+  HOME_MLOPS_GATEWAY_LOG_LEVEL  default info;  HOME_MLOPS_GATEWAY_ACCESS_LOG=1 turns the access log on
+  plus the upstream settings read by app.py (HOME_MLOPS_UPSTREAM_URL, ...).
+
+The listening socket is made here with SO_REUSEADDR and SO_REUSEPORT, so a new
+gateway can bind the port while the old one still listens; the old one stops
+accepting on SIGTERM and finishes its in-flight requests (zero-downtime switch).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+ENV_SPEC = "HOME_MLOPS_GATEWAY_SPEC"
+ENV_HOST = "HOME_MLOPS_GATEWAY_HOST"
+ENV_PORT = "HOME_MLOPS_GATEWAY_PORT"
+ENV_WORKERS = "HOME_MLOPS_GATEWAY_WORKERS"
+ENV_EXTRA = "HOME_MLOPS_GATEWAY_EXTRA"
+ENV_GRACEFUL = "HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT"
+ENV_LOG_LEVEL = "HOME_MLOPS_GATEWAY_LOG_LEVEL"
+ENV_ACCESS_LOG = "HOME_MLOPS_GATEWAY_ACCESS_LOG"
+
+PACKAGE = __package__ or "gateway"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def spec_path() -> Path:
+    """gateway-spec.json: from the env, else next to the package, else inside it."""
+    from .spec import SPEC_FILENAME
+
+    explicit = os.environ.get(ENV_SPEC, "").strip()
+    if explicit:
+        return Path(explicit)
+    beside = PACKAGE_DIR.parent / SPEC_FILENAME
+    return beside if beside.exists() else PACKAGE_DIR / SPEC_FILENAME
+
+
+def apply_extra(app, spec) -> None:
+    """Call ``extend(app, spec)`` from the per-app module named by HOME_MLOPS_GATEWAY_EXTRA."""
+    name = os.environ.get(ENV_EXTRA, "").strip()
+    if not name:
+        return
+    parent = str(PACKAGE_DIR.parent)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    module = importlib.import_module(name)
+    extend = getattr(module, "extend", None)
+    if not callable(extend):
+        raise RuntimeError(f"{ENV_EXTRA}={name}: module {module.__file__} has no function extend(app, spec)")
+    extend(app, spec)
+
+
+def build_app():
+    """The ASGI app uvicorn serves (an app factory, so workers > 1 can import it)."""
+    from .spec import GatewaySpec
+
+    path = spec_path()
+    if not path.is_file():
+        raise RuntimeError(f"gateway spec not found at {path}: set {ENV_SPEC} to the gateway-spec.json path")
+    spec = GatewaySpec.load(path)
+    app_module = importlib.import_module(f"{PACKAGE}.app")  # may be a per-app replacement app.py
+    app = app_module.create_app(spec)
+    apply_extra(app, spec)
+    return app
+
+
+def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening TCP socket with SO_REUSEADDR + SO_REUSEPORT set before bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
+def main() -> int:
+    import uvicorn
+
+    host = os.environ.get(ENV_HOST, "").strip() or "0.0.0.0"
+    port = _int_env(ENV_PORT, 8000)
+    workers = max(1, _int_env(ENV_WORKERS, 1))
+    graceful = _int_env(ENV_GRACEFUL, 30)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # one /metrics over all workers: prometheus_client's multiprocess mode
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
+
+    # fail fast (before binding) when the spec or the app cannot be loaded
+    build_app()
+
+    config = uvicorn.Config(
+        f"{PACKAGE}.__main__:build_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        lifespan="on",
+        log_level=os.environ.get(ENV_LOG_LEVEL, "info").lower(),
+        access_log=os.environ.get(ENV_ACCESS_LOG, "").lower() in ("1", "true", "yes"),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=graceful,
+    )
+    sock = bind_socket(host, port)
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            kwargs = {"sockets": [sock]}
+            if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+                kwargs["target"] = uvicorn.Server(config).run
+            Multiprocess(config, **kwargs).run()
+        else:
+            uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
