@@ -1,0 +1,272 @@
+"""Tiny stand-in images for the deploy tests and the switch-over benchmark.
+
+Both are built FROM the local base image (home-mlops/python-base:3.11) with the
+legacy builder and COPY one stdlib-only .py file, so a build takes seconds.
+They follow the runtime contract of the real images:
+
+* bento: listens on BENTOML_HOST (default 127.0.0.1) / BENTOML_PORT,
+  ``POST /predict`` ``{"inputs": [records]}`` -> JSON list, ``GET /readyz``,
+  ``GET /livez``. Each prediction is ``{"run_id": $HOME_MLOPS_RUN_ID, "i": n}``
+  so a test can tell which run answered. ``STANDIN_MODE``: ``ok`` (default),
+  ``fail500`` (/predict answers 500), ``never-ready`` (/readyz answers 503),
+  ``crash`` (exits at once). ``STANDIN_READY_DELAY`` seconds before ready.
+* gateway: HOME_MLOPS_UPSTREAM_URL, HOME_MLOPS_GATEWAY_HOST/PORT, a
+  SO_REUSEPORT listener; on SIGTERM it closes the listener, answers in-flight
+  requests (with ``Connection: close``), closes idle keep-alive connections
+  and exits. ``GET /healthz``, ``GET /readyz`` (200 iff upstream ready),
+  ``POST /predict`` ``{"dataframe_records": [...]}`` -> ``{"predictions": [...]}``.
+"""
+from __future__ import annotations
+
+import io
+import tarfile
+import textwrap
+
+BASE_IMAGE = "home-mlops/python-base:3.11"
+STANDIN_BENTO = "home-mlops-test/standin-bento"
+STANDIN_GATEWAY = "home-mlops-test/standin-gateway"
+
+BENTO_PY = r'''
+import json, os, sys, time, signal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODE = os.environ.get("STANDIN_MODE", "ok")
+RUN_ID = os.environ.get("HOME_MLOPS_RUN_ID", "unknown")
+READY_AT = time.monotonic() + float(os.environ.get("STANDIN_READY_DELAY", "0"))
+if MODE == "crash":
+    print("stand-in bento: crashing on purpose (STANDIN_MODE=crash)", flush=True)
+    sys.exit(3)
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/livez":
+            return self.send(200, {"status": "ok"})
+        if self.path == "/readyz":
+            ready = MODE != "never-ready" and time.monotonic() >= READY_AT
+            return self.send(200 if ready else 503, {"ready": ready})
+        self.send(404, {"detail": "not found"})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n)
+        if self.path != "/predict":
+            return self.send(404, {"detail": "not found"})
+        if MODE == "fail500":
+            print("stand-in bento: /predict failing on purpose (STANDIN_MODE=fail500)", flush=True)
+            return self.send(500, {"detail": "model exploded (stand-in)"})
+        rows = json.loads(raw)["inputs"]
+        self.send(200, [{"run_id": RUN_ID, "i": i} for i, _ in enumerate(rows)])
+
+
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+
+
+signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+host = os.environ.get("BENTOML_HOST", "127.0.0.1")
+port = int(os.environ.get("BENTOML_PORT", "3000"))
+print(f"stand-in bento for run {RUN_ID} on {host}:{port} mode={MODE}", flush=True)
+S((host, port), H).serve_forever()
+'''
+
+GATEWAY_PY = r'''
+import json, os, signal, socket, sys, threading, time, urllib.request, urllib.error
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+UP = os.environ.get("HOME_MLOPS_UPSTREAM_URL", "http://127.0.0.1:3000").rstrip("/")
+HOST = os.environ.get("HOME_MLOPS_GATEWAY_HOST", "127.0.0.1")
+PORT = int(os.environ.get("HOME_MLOPS_GATEWAY_PORT", "8000"))
+GRACE = float(os.environ.get("HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT", "8"))
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+draining = threading.Event()
+lock = threading.Lock()
+busy = {}  # connection -> bool (a request is being handled)
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def setup(self):
+        super().setup()
+        with lock:
+            busy[self.connection] = False
+
+    def finish(self):
+        with lock:
+            busy.pop(self.connection, None)
+        super().finish()
+
+    def handle_one_request(self):
+        # mark busy as soon as a request line arrives; idle connections can be closed on drain
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        with lock:
+            busy[self.connection] = True
+        try:
+            if not self.parse_request():
+                return
+            getattr(self, "do_" + self.command)()
+            self.wfile.flush()
+        finally:
+            with lock:
+                busy[self.connection] = False
+
+    def send(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if draining.is_set():
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def upstream(self, method, path, body=None):
+        req = urllib.request.Request(UP + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with opener.open(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError as e:
+            return 599, str(e).encode()
+
+    def do_GET(self):
+        if self.path == "/healthz":
+            return self.send(200, {"status": "ok"})
+        if self.path == "/readyz":
+            code, _ = self.upstream("GET", "/readyz")
+            return self.send(200 if code == 200 else 503, {"status": "ready" if code == 200 else "not ready"})
+        self.send(404, {"detail": "not found"})
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n)
+        if self.path != "/predict":
+            return self.send(404, {"detail": "not found"})
+        try:
+            rows = json.loads(raw)["dataframe_records"]
+        except Exception:
+            return self.send(422, {"detail": "expected {\"dataframe_records\": [...]}"})
+        code, body = self.upstream("POST", "/predict", json.dumps({"inputs": rows}).encode())
+        if code != 200:
+            return self.send(502, {"detail": f"model server answered {code}"})
+        self.send(200, {"predictions": json.loads(body)})
+
+
+class S(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self):
+        self.socket.listen(1024)
+
+
+server = S((HOST, PORT), H)
+
+
+def drain(*_):
+    draining.set()
+    threading.Thread(target=_drain, daemon=True).start()
+
+
+def _drain():
+    server.shutdown()          # stop the accept loop
+    server.socket.close()      # queued connections migrate to the twin (tcp_migrate_req)
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline:
+        with lock:
+            idle = [c for c, b in busy.items() if not b]
+            left = len(busy)
+        for c in idle:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if not left:
+            break
+        time.sleep(0.05)
+    print("stand-in gateway: drained, exiting", flush=True)
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, drain)
+print(f"stand-in gateway on {HOST}:{PORT} -> {UP}", flush=True)
+server.serve_forever(poll_interval=0.1)
+threading.Event().wait()  # the drain thread ends the process
+'''
+
+
+def _context_tar(files: dict[str, str]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+def build_image(client, tag: str, script_name: str, script: str, env: dict[str, str] | None = None,
+                labels: dict[str, str] | None = None) -> str:
+    """Build ``tag`` FROM the base image with one script; returns the image id."""
+    lines = [f"FROM {BASE_IMAGE}", f"COPY {script_name} /app/{script_name}"]
+    for key, value in (env or {}).items():
+        lines.append(f"ENV {key}={value}")
+    for key, value in (labels or {}).items():
+        lines.append(f'LABEL "{key}"="{value}"')
+    lines.append(f'CMD ["python3", "-u", "/app/{script_name}"]')
+    ctx = _context_tar({"Dockerfile": "\n".join(lines) + "\n", script_name: textwrap.dedent(script)})
+    image_id = None
+    errors = []
+    for chunk in client.api.build(fileobj=ctx, custom_context=True, tag=tag, network_mode="host",
+                                  rm=True, decode=True):
+        if "error" in chunk:
+            errors.append(chunk["error"])
+        aux = chunk.get("aux") or {}
+        if "ID" in aux:
+            image_id = aux["ID"]
+    if errors or not image_id:
+        raise RuntimeError(f"building {tag} failed: {' '.join(errors) or 'no image id'}")
+    return image_id
+
+
+def build_standin_bento(client, tag: str, mode: str = "ok", ready_delay: float = 0.0) -> str:
+    env = {"STANDIN_MODE": mode, "STANDIN_READY_DELAY": str(ready_delay)}
+    build_image(client, tag, "bento.py", BENTO_PY, env=env)
+    return tag
+
+
+def build_standin_gateway(client, tag: str) -> str:
+    build_image(client, tag, "gateway.py", GATEWAY_PY)
+    return tag
