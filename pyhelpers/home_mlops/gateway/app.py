@@ -10,9 +10,11 @@ validates every record against the model signature, and forwards
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from .spec import GatewaySpec
 
 log = logging.getLogger("home_mlops.gateway")
+
+# httpcore tries `import sniffio` on every request (twice); anyio 4 no longer
+# installs it, and a failing import searches sys.path each time (~0.4 ms). A
+# None entry in sys.modules makes that import fail at once.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 ENV_UPSTREAM_URL = "HOME_MLOPS_UPSTREAM_URL"
 ENV_UPSTREAM_TIMEOUT = "HOME_MLOPS_UPSTREAM_TIMEOUT"
