@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds and starts the dockerized Jenkins for home-mlops, waits until it is
+# ready, and writes the settings `home-mlops jenkins` needs to
+# $HOME_MLOPS_HOME/jenkins/jenkins.env (mode 0600; source it).
+#
+#   docker/jenkins/start.sh          build (if needed) + (re)start + wait
+#   docker/jenkins/start.sh stop     stop and remove the container (the volume stays)
+#
+# Environment (all optional):
+#   HOME_MLOPS_JENKINS_PORT   8080             Jenkins listens on 127.0.0.1:<port> (host network)
+#   JENKINS_ADMIN_ID          admin
+#   JENKINS_ADMIN_PASSWORD    generated once, kept in the state folder
+#   REGISTRY_USER / REGISTRY_PASSWORD   become the credentials 'home-mlops-registry'
+#   MLFLOW_TRACKING_URI       http://127.0.0.1:8001 (home-mlops mlflow-server)
+#   HOME_MLOPS_JENKINS_WAIT   300              seconds to wait for Jenkins
+# Needs: the base image jenkins/jenkins:<JENKINS_VERSION>-jdk17 present locally
+# (no image is pulled here), a Docker daemon, python3 with python-jenkins.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+container=home-mlops-jenkins
+volume=home-mlops-jenkins-home
+image=home-mlops/jenkins:local
+port="${HOME_MLOPS_JENKINS_PORT:-8080}"
+state="${HOME_MLOPS_HOME:-$repo/.home-mlops}/jenkins"
+version="$(sed -n 's/^ARG JENKINS_VERSION=//p' "$here/Dockerfile")"
+base="jenkins/jenkins:${version}-jdk17"
+
+die() { echo "start.sh: $*" >&2; exit "${code:-1}"; }
+
+if [ "${1:-}" = stop ]; then
+    docker rm -f "$container" >/dev/null 2>&1 || true
+    echo "stopped $container (volume $volume kept)" >&2
+    exit 0
+fi
+
+docker info >/dev/null 2>&1 || code=7 die "the Docker daemon does not answer (start dockerd)"
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+    code=3 die "base image $base is not present locally; load it first (docker pull $base where a registry is reachable, or docker load -i jenkins.tar)"
+fi
+
+python="${HOME_MLOPS_PYTHON:-$repo/.venv/bin/python}"
+[ -x "$python" ] || python=python3
+"$python" -c 'import jenkins' 2>/dev/null || code=2 die "$python lacks python-jenkins (pip install python-jenkins)"
+
+mkdir -p "$state"
+chmod 700 "$state"
+if [ -z "${JENKINS_ADMIN_PASSWORD:-}" ]; then
+    if [ ! -s "$state/admin-password" ]; then
+        (umask 077; "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$state/admin-password")
+    fi
+    JENKINS_ADMIN_PASSWORD="$(cat "$state/admin-password")"
+fi
+export JENKINS_ADMIN_ID="${JENKINS_ADMIN_ID:-admin}" JENKINS_ADMIN_PASSWORD
+export REGISTRY_USER="${REGISTRY_USER:-home-mlops}" REGISTRY_PASSWORD="${REGISTRY_PASSWORD:-}"
+export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://127.0.0.1:8001}"
+export HOME_MLOPS_JENKINS_URL="http://127.0.0.1:${port}/"
+export JENKINS_OPTS="--httpPort=${port} --httpListenAddress=127.0.0.1"
+
+# Build context: only what the image needs, plus the host's CA bundle and pip settings.
+ctx="$(mktemp -d)"
+trap 'rm -rf "$ctx"' EXIT
+mkdir -p "$ctx/docker/jenkins/build/wheels"
+cp -r "$repo/pyproject.toml" "$repo/pyhelpers" "$ctx/"
+cp -r "$here/Dockerfile" "$here/plugins.txt" "$here/casc.yaml" "$here/init.groovy.d" "$ctx/docker/jenkins/"
+cp /etc/ssl/certs/ca-certificates.crt "$ctx/docker/jenkins/build/ca-certificates.crt"
+pipcfg() { "$python" -m pip config get "global.$1" 2>/dev/null || true; }
+index_url="$(pipcfg index-url)"; extra_url="$(pipcfg extra-index-url)"; find_links="$(pipcfg find-links)"
+build_args=(--build-arg "PIP_INDEX_URL=$index_url" --build-arg "PIP_EXTRA_INDEX_URL=$extra_url")
+run_mounts=()
+if [ -n "$find_links" ] && [ -d "$find_links" ]; then
+    # the host's local wheels (e.g. CPU torch): mounted at the same path, for builds inside Jenkins too
+    run_mounts+=(-v "$find_links:$find_links:ro" -e "PIP_FIND_LINKS=$find_links")
+fi
+echo "> building $image from $base" >&2
+docker build --network host -t "$image" -f "$ctx/docker/jenkins/Dockerfile" "${build_args[@]}" "$ctx" >&2
+
+docker rm -f "$container" >/dev/null 2>&1 || true
+sock_gid="$(stat -c %g /var/run/docker.sock)"
+echo "> starting $container on $HOME_MLOPS_JENKINS_URL" >&2
+docker run -d --name "$container" --restart unless-stopped --network host \
+    --group-add "$sock_gid" \
+    -v /var/run/docker.sock:/var/run/docker.sock \
+    -v "$volume:/var/jenkins_home" \
+    -v "$repo:/srv/home-mlops:ro" \
+    "${run_mounts[@]}" \
+    -e JENKINS_ADMIN_ID -e JENKINS_ADMIN_PASSWORD -e REGISTRY_USER -e REGISTRY_PASSWORD \
+    -e MLFLOW_TRACKING_URI -e HOME_MLOPS_JENKINS_URL -e JENKINS_OPTS \
+    -e PIP_INDEX_URL="$index_url" -e PIP_EXTRA_INDEX_URL="$extra_url" \
+    "$image" >/dev/null
+
+echo "> waiting for Jenkins (python-jenkins wait_for_normal_op)" >&2
+HOME_MLOPS_JENKINS_WAIT="${HOME_MLOPS_JENKINS_WAIT:-300}" "$python" - <<'PY' || code=7 die "Jenkins did not become ready; see: docker logs home-mlops-jenkins"
+import os, sys, jenkins
+server = jenkins.Jenkins(os.environ["HOME_MLOPS_JENKINS_URL"], username=os.environ["JENKINS_ADMIN_ID"],
+                         password=os.environ["JENKINS_ADMIN_PASSWORD"], timeout=10)
+if not server.wait_for_normal_op(int(os.environ["HOME_MLOPS_JENKINS_WAIT"])):
+    sys.exit(1)
+print("ready: Jenkins", server.get_version(), "as", server.get_whoami()["id"], file=sys.stderr)
+PY
+
+token=""
+for _ in $(seq 1 60); do
+    token="$(docker exec "$container" cat /var/jenkins_home/secrets/home-mlops-api-token 2>/dev/null || true)"
+    [ -n "$token" ] && break
+    sleep 2
+done
+[ -n "$token" ] || code=7 die "no API token was written (init.groovy.d); see: docker logs $container"
+
+(umask 077; cat > "$state/jenkins.env" <<ENV
+export HOME_MLOPS_JENKINS_URL='$HOME_MLOPS_JENKINS_URL'
+export HOME_MLOPS_JENKINS_USER='$JENKINS_ADMIN_ID'
+export HOME_MLOPS_JENKINS_TOKEN='$token'
+ENV
+)
+echo "ok Jenkins is ready at $HOME_MLOPS_JENKINS_URL (user $JENKINS_ADMIN_ID, password in $state/admin-password)" >&2
+echo "   source $state/jenkins.env && home-mlops jenkins register" >&2

@@ -1,0 +1,106 @@
+"""The real chain through Groovy: the Jenkinsfile and the library steps run under the
+harness in real-shell mode, so `sh` runs the real `home-mlops bento-build`,
+`fastapi-build` and `deploy` against a locally trained MLflow run and the local
+registry; the chain ends with a working POST http://127.0.0.1:8000/predict.
+
+Fixtures `trained_run` and `local_platform` come from tests/conftest.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _docker_problem() -> str | None:
+    if shutil.which("docker") is None:
+        return "docker CLI not found on PATH (apt-get install docker.io)"
+    try:
+        proc = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker daemon not reachable: {exc}"
+    if proc.returncode != 0:
+        return f"docker daemon not reachable: {(proc.stderr or proc.stdout).strip()[:200]}"
+    return None
+
+
+DOCKER_PROBLEM = _docker_problem()
+pytestmark = [pytest.mark.docker, pytest.mark.slow,
+              pytest.mark.skipif(DOCKER_PROBLEM is not None, reason=DOCKER_PROBLEM or "")]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "groovy"))
+import runner  # noqa: E402
+from runner import VENV_BIN, calls  # noqa: E402
+
+APP = "tabular-iris-multi-classifier"
+IRIS = [
+    {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2},
+    {"sepal length (cm)": 6.7, "sepal width (cm)": 3.0, "petal length (cm)": 5.2, "petal width (cm)": 2.3},
+]
+
+
+def test_jenkinsfile_chain_ends_with_a_working_predict(tmp_path, trained_run, local_platform):
+    import httpx
+
+    run = trained_run(APP)
+    env = {k: str(v) for k, v in dict(run.env).items()}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH') or os.environ.get('PATH', '/usr/bin:/bin')}"
+    env["MLFLOW_TRACKING_URI"] = run.tracking_uri
+    params = {
+        "APP_NAME": APP,
+        "EXPERIMENT_ID": str(run.experiment_id),
+        "RUN_ID": str(run.run_id),
+        "NAS": "",
+        "AR_NAME": local_platform.registry,
+    }
+    credentials = {"home-mlops-registry": {"user": local_platform.user, "password": local_platform.password}}
+    workspace = tmp_path / "workspace"
+    (record,) = runner.run_harness(
+        tmp_path / "harness",
+        [{"name": "chain", "mode": "real", "target": "jenkinsfile", "workspace": str(workspace)}],
+        timeout=1800, params=params, env=env, credentials=credentials,
+    )
+    shs = calls(record, "sh")
+    logs = "\n".join(f"--- {c['args'][0]['script']} -> {c['status']}\n{c.get('stderr', '')[-3000:]}" for c in shs)
+    assert record["result"] == "SUCCESS", f"{record['failure']}\n{logs}"
+    assert [c["status"] for c in shs] == [0, 0, 0]
+    assert local_platform.password not in json.dumps([c["args"] for c in record["calls"]])
+
+    bento = json.loads((workspace / "home-mlops-bento.json").read_text())
+    gateway = json.loads((workspace / "home-mlops-gateway.json").read_text())
+    deploy = json.loads((workspace / "home-mlops-deploy.json").read_text())
+    for result, kind in ((bento, "bento"), (gateway, "gateway")):
+        assert result["ok"] is True
+        assert result["image"].startswith(f"{local_platform.registry}/{APP}-{kind}:")
+        assert result["digest"].startswith("sha256:")
+        assert result["run_id"] == run.run_id
+    assert deploy["ok"] is True and deploy["url"] == "http://127.0.0.1:8000"
+    assert record["description"].splitlines() == [
+        f"bento: {bento['image']} ({bento['digest']})",
+        f"gateway: {gateway['image']} ({gateway['digest']})",
+        f"deploy: http://127.0.0.1:8000 (run {run.run_id})",
+    ]
+    (archive,) = calls(record, "archiveArtifacts")
+    assert archive["files"] == ["home-mlops-bento.json", "home-mlops-deploy.json", "home-mlops-gateway.json"]
+    summary = "\n".join(record["log"])
+    assert bento["digest"] in summary and gateway["digest"] in summary and "/predict" in summary
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            resp = httpx.post("http://127.0.0.1:8000/predict", json={"dataframe_records": IRIS}, timeout=30)
+            if resp.status_code == 200:
+                break
+        except httpx.HTTPError:
+            resp = None
+        assert time.monotonic() < deadline, f"/predict did not answer: {resp and resp.text}"
+        time.sleep(1)
+    predictions = resp.json()["predictions"]
+    assert len(predictions) == 2
