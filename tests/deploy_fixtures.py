@@ -270,3 +270,123 @@ def build_standin_bento(client, tag: str, mode: str = "ok", ready_delay: float =
 def build_standin_gateway(client, tag: str) -> str:
     build_image(client, tag, "gateway.py", GATEWAY_PY)
     return tag
+
+
+# --------------------------------------------------------------------------- load loop (tests and bench)
+
+import http.client
+import threading
+import time as _time
+
+
+class LoadLoop:
+    """Loopback clients hammering ``POST /predict`` on 127.0.0.1:``port`` until stopped.
+
+    ``fresh`` threads open a new connection per request; ``keepalive`` threads reuse
+    one connection and, like urllib3 or a browser, resend a request once on a new
+    connection when a *reused* idle connection turns out to be closed before any
+    response byte arrived (counted in ``stale_retries``). Everything else is a failure.
+    """
+
+    PAYLOAD = b'{"dataframe_records": [{"x": 1.0}]}'
+
+    def __init__(self, port: int, fresh: int = 2, keepalive: int = 1, max_seconds: float = 90,
+                 max_requests: int = 200_000):
+        self.port = port
+        self.max_seconds = max_seconds
+        self.max_requests = max_requests
+        self.lock = threading.Lock()
+        self.ok: list[tuple[float, str]] = []  # (monotonic time, run id that answered)
+        self.failures: list[tuple[float, str]] = []
+        self.stale_retries = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._fresh, daemon=True) for _ in range(fresh)]
+        self._threads += [threading.Thread(target=self._keepalive, daemon=True) for _ in range(keepalive)]
+
+    # ---- one request
+    def _send(self, conn) -> tuple[int, bytes]:
+        conn.request("POST", "/predict", body=self.PAYLOAD, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.getheader("Connection", "").lower() == "close":
+            conn.close()
+        return resp.status, body
+
+    def _record(self, status: int | None, body: bytes | str) -> None:
+        now = _time.monotonic()
+        with self.lock:
+            if status == 200:
+                try:
+                    import json
+
+                    run = json.loads(body)["predictions"][0]["run_id"]
+                except Exception as exc:  # noqa: BLE001
+                    self.failures.append((now, f"bad body {body[:100]!r}: {exc}"))
+                    return
+                self.ok.append((now, run))
+            else:
+                self.failures.append((now, f"HTTP {status}: {str(body)[:200]}"))
+
+    def _done(self, started: float) -> bool:
+        return (self._stop.is_set() or _time.monotonic() - started > self.max_seconds
+                or len(self.ok) + len(self.failures) >= self.max_requests)
+
+    def _fresh(self) -> None:
+        started = _time.monotonic()
+        while not self._done(started):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+            try:
+                status, body = self._send(conn)
+                self._record(status, body)
+            except Exception as exc:  # noqa: BLE001
+                self._record(None, f"{type(exc).__name__}: {exc}")
+            finally:
+                conn.close()
+
+    def _keepalive(self) -> None:
+        started = _time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        while not self._done(started):
+            reused = conn.sock is not None
+            try:
+                status, body = self._send(conn)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                conn.close()
+                if not reused:
+                    self._record(None, f"{type(exc).__name__}: {exc}")
+                    continue
+                with self.lock:
+                    self.stale_retries += 1
+                try:
+                    status, body = self._send(conn)
+                except Exception as exc2:  # noqa: BLE001
+                    conn.close()
+                    self._record(None, f"{type(exc2).__name__} after a stale keep-alive retry: {exc2}")
+                    continue
+            except Exception as exc:  # noqa: BLE001
+                conn.close()
+                self._record(None, f"{type(exc).__name__}: {exc}")
+                continue
+            self._record(status, body)
+        conn.close()
+
+    # ---- control
+    def start(self) -> "LoadLoop":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_for(self, count: int, timeout: float = 15) -> None:
+        deadline = _time.monotonic() + timeout
+        while len(self.ok) + len(self.failures) < count and _time.monotonic() < deadline:
+            _time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def max_gap(self, since: float = 0.0) -> float:
+        """Longest time without a successful answer, after ``since`` (monotonic)."""
+        times = sorted(t for t, _ in self.ok if t >= since)
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
