@@ -139,7 +139,7 @@ def _run(body: Callable[[], int | None]) -> None:
 # --------------------------------------------------------------------- register
 def jjb_argv(ini_path: Path, jobs_dir: Path, names: list[str]) -> list[str]:
     exe = Path(sys.executable).with_name("jenkins-jobs")
-    head = [str(exe)] if exe.exists() else [sys.executable, "-m", "jenkins_jobs.cli.entry"]
+    head = [str(exe)] if exe.exists() else [sys.executable, "-m", "jenkins_jobs"]
     return [*head, "--conf", str(ini_path), "update", str(jobs_dir), *names]
 
 
@@ -177,8 +177,12 @@ def register(
             ini = write_ini(Path(tmp), config)
             argv = jjb_argv(ini, jobs_dir, list(names or []))
             _err(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+            try:
+                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise HomeMlopsError(f"could not run jenkins-jobs: {exc}",
+                                     hint="pip install 'jenkins-job-builder>=6,<7' 'setuptools<81'") from None
         for line in proc.stdout.splitlines():
             if "pkg_resources" in line or line.startswith("  import pkg_resources"):
                 continue

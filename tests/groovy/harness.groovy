@@ -272,6 +272,8 @@ class Harness {
         this.repo = repo
         loader = new GroovyClassLoader(Harness.classLoader)
         loader.addClasspath(new File(repo, 'src').absolutePath)
+        // stand-ins for Jenkins-provided classes (@NonCPS)
+        loader.addClasspath(new File(repo, 'tests/groovy/stubs').absolutePath)
         new File(repo, 'vars').eachFileMatch(~/.*\.groovy/) { File f ->
             vars[f.name - '.groovy'] = loader.parseClass(f)
         }

@@ -1,5 +1,7 @@
 package io.homemlops
 
+import com.cloudbees.groovy.cps.NonCPS
+
 /**
  * Builds the withEnv list through which option values reach the CLI.
  * Values are never pasted into a shell string: the sh scripts are constants
@@ -12,6 +14,7 @@ class CliEnv implements Serializable {
     static final String ENSURED_HELPER = '.home-mlops/bin/home-mlops'
     static final String ENSURE_SCRIPT = '.home-mlops/ensure-helper.sh'
 
+    @NonCPS
     static List<String> build(Map options) {
         List<String> envList = []
         for (String option : StepOptions.PARAMETER_ENV.keySet()) {
@@ -29,6 +32,7 @@ class CliEnv implements Serializable {
         return envList
     }
 
+    @NonCPS
     static String helperPath(Map options) {
         if (options.helperPath) {
             return options.helperPath.toString()
@@ -43,6 +47,7 @@ class CliEnv implements Serializable {
      * The sh script: a constant chosen from fixed pieces, never containing a value.
      * rm first so that a stale result from an earlier build is never read back.
      */
+    @NonCPS
     static String script(String command, Map options, boolean buildStep) {
         String exe = helperPath(options) ? '"$HOME_MLOPS_BIN"' : 'home-mlops'
         String line = 'rm -f -- "$HOME_MLOPS_JSON" && ' + exe + ' ' + command + ' --json "$HOME_MLOPS_JSON"'

@@ -1,5 +1,7 @@
 package io.homemlops
 
+import com.cloudbees.groovy.cps.NonCPS
+
 /** The home-mlops CLI exit codes (docs/cli-contract.md, pyhelpers/home_mlops/errors.py). */
 class ExitCodes implements Serializable {
     private static final long serialVersionUID = 1L
@@ -16,6 +18,7 @@ class ExitCodes implements Serializable {
         127: 'home-mlops not found on the agent (install it, or use ensureHelper: true / helperPath:)',
     ]
 
+    @NonCPS
     static String meaning(int code) {
         String text = MEANINGS[code]
         return text != null ? text : 'unexpected exit code'

@@ -1,5 +1,7 @@
 package io.homemlops
 
+import com.cloudbees.groovy.cps.NonCPS
+
 /**
  * Option handling shared by the home-mlops steps: defaults, known keys,
  * required keys and types. Pure data in, data out (no steps object), so it is
@@ -30,6 +32,7 @@ class StepOptions implements Serializable {
      * The defaults of one step. Job parameters come from {@code params} first,
      * then from {@code env} (Jenkins exposes parameters in both).
      */
+    @NonCPS
     static Map defaults(String jsonFile, Object params, Object env, boolean buildStep) {
         Map d = [:]
         for (String option : PARAMETER_ENV.keySet()) {
@@ -52,6 +55,7 @@ class StepOptions implements Serializable {
         return d
     }
 
+    @NonCPS
     static List<String> required() {
         return ['app', 'experimentId', 'runId', 'registry', 'jsonFile']
     }
@@ -60,6 +64,7 @@ class StepOptions implements Serializable {
      * Checks {@code config} against {@code defaults}; returns the error text
      * (starting with the step name) or null when the options are fine.
      */
+    @NonCPS
     static String problem(String step, Map config, Map defaults) {
         List<String> known = new ArrayList<String>(defaults.keySet())
         Collections.sort(known)
@@ -98,6 +103,7 @@ class StepOptions implements Serializable {
     }
 
     /** defaults overlaid with config; CharSequence/Number values become plain Strings. */
+    @NonCPS
     static Map merge(Map defaults, Map config) {
         Map merged = new LinkedHashMap(defaults)
         for (Object key : config.keySet()) {
@@ -113,6 +119,7 @@ class StepOptions implements Serializable {
         return merged
     }
 
+    @NonCPS
     private static Object lookup(Object source, String name) {
         if (source == null) {
             return null
@@ -121,6 +128,7 @@ class StepOptions implements Serializable {
         return value == null ? null : value.toString()
     }
 
+    @NonCPS
     private static Object firstNonNull(Object... values) {
         for (Object v : values) {
             if (v != null) {

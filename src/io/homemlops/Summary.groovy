@@ -1,9 +1,12 @@
 package io.homemlops
 
+import com.cloudbees.groovy.cps.NonCPS
+
 /** The text home-mlops puts in the build description and in the pipeline's summary. */
 class Summary implements Serializable {
     private static final long serialVersionUID = 1L
 
+    @NonCPS
     static String text(Object value) {
         // readJSON gives JSONNull for null; treat it as absent.
         if (value == null || !(value instanceof CharSequence || value instanceof Number || value instanceof Boolean)) {
@@ -13,6 +16,7 @@ class Summary implements Serializable {
     }
 
     /** One description line for a step's result, e.g. "bento: <image> (sha256:...)". */
+    @NonCPS
     static String line(String kind, Map result) {
         if (kind == 'deploy') {
             String url = text(result?.url)
@@ -24,12 +28,14 @@ class Summary implements Serializable {
         return "${kind}: ${image ?: '(no image)'}${digest ? " (${digest})" : ''}".toString()
     }
 
+    @NonCPS
     static String append(Object current, String line) {
         String before = current == null ? '' : current.toString()
         return before ? "${before}\n${line}".toString() : line
     }
 
     /** The post-success summary of the whole pipeline. */
+    @NonCPS
     static String success(Map bento, Map gateway, Map deployment) {
         List<String> lines = ['home-mlops: deployed ' + (text(deployment?.app) ?: text(bento?.app))]
         lines.add('  bento image:   ' + text(bento?.image) + (text(bento?.digest) ? " @ ${text(bento?.digest)}" : ''))
@@ -41,6 +47,7 @@ class Summary implements Serializable {
         return lines.join('\n')
     }
 
+    @NonCPS
     static String failure(String stage, Object reason) {
         String why = reason == null ? 'unknown error' : reason.toString()
         return "home-mlops: FAILED in stage '${stage ?: 'unknown'}': ${why}".toString()
