@@ -1,0 +1,172 @@
+"""Push images with auth and bounded retries; never show or store a password.
+
+Credentials come from REGISTRY_USER / REGISTRY_PASSWORD, else from the local
+platform's generated ones when pushing to it, else from the docker config
+(the SDK reads ~/.docker/config.json itself). They go to the daemon in the
+request only: nothing is written to disk or to the result.
+"""
+from __future__ import annotations
+
+import os
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from . import console
+from .errors import NotFound, PushFailed
+from .imagebuild import INPUTS_LABEL
+from .platform import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
+
+
+class _Transient(Exception):
+    pass
+
+
+def registry_host(ref: str) -> str:
+    first = ref.split("/", 1)[0]
+    return first if ("." in first or ":" in first or first == "localhost") and "/" in ref else "docker.io"
+
+
+def auth_for(ref: str) -> dict | None:
+    user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
+    if user and password:
+        return {"username": user, "password": password}
+    if registry_host(ref) == REGISTRY_ADDR and (platform_dir() / "registry" / "password").exists():
+        creds = registry_credentials()
+        return {"username": creds.user, "password": creds.password}
+    return None
+
+
+def scrub(text: str, auth: dict | None) -> str:
+    if auth and auth.get("password"):
+        text = text.replace(auth["password"], "***")
+    return text
+
+
+def remote_digest(ref: str, auth: dict | None) -> str | None:
+    """The digest the registry holds for ref, or None if the tag is not there."""
+    import docker.errors
+
+    client = docker_client()
+    try:
+        return client.api.inspect_distribution(ref, auth_config=auth)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        text = str(exc).lower()
+        if "manifest unknown" in text or "not found" in text or "404" in text:
+            return None
+        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(text)) from None
+
+
+def remote_inputs_digest(ref: str, auth: dict | None) -> str | None:
+    """Pull the tag as it is in the registry and read our inputs label."""
+    client = docker_client()
+    repo, tag = ref.rsplit(":", 1)
+    try:
+        image = client.images.pull(repo, tag=tag, auth_config=auth)
+    except Exception as exc:  # noqa: BLE001
+        raise PushFailed(_describe(exc, ref, auth)) from None
+    return (image.labels or {}).get(INPUTS_LABEL)
+
+
+def push(ref: str, local_labels: dict[str, str], *, force: bool = False) -> str:
+    """Push ref and return its digest. A tag that exists with other content is refused
+    unless force; the same content already there is not pushed again."""
+    auth = auth_for(ref)
+    existing = remote_digest(ref, auth)
+    if existing:
+        client = docker_client()
+        local = client.images.get(ref)
+        if any(d.endswith(existing) for d in local.attrs.get("RepoDigests", [])):
+            console.ok(f"{ref} is already in the registry ({existing})")
+            return existing
+        if not force:
+            ours = local_labels.get(INPUTS_LABEL)
+            theirs = remote_inputs_digest(ref, auth)
+            # The pull above moved the tag to the registry's image; put ours back.
+            client.images.get(local.id).tag(*ref.rsplit(":", 1))
+            if ours and ours == theirs:
+                console.ok(f"{ref} in the registry was built from the same inputs; not pushing again")
+                return existing
+            raise PushFailed(
+                f"{ref} already exists in the registry with different content ({existing})",
+                "a tag that is new, or that holds the same build",
+                "pass --force to overwrite it, or train a new run",
+            )
+        console.warn(f"overwriting {ref} (--force)")
+    return _push_with_retries(ref, auth)
+
+
+@retry(
+    retry=retry_if_exception_type(_Transient),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=1, min=1, max=8),
+    reraise=True,
+)
+def _push_once(ref: str, auth: dict | None) -> str:
+    client = docker_client()
+    repo, tag = ref.rsplit(":", 1)
+    digest = None
+    for chunk in client.api.push(repo, tag=tag, auth_config=auth, stream=True, decode=True):
+        if "error" in chunk:
+            text = chunk["error"]
+            if _is_transient(text):
+                raise _Transient(scrub(text, auth))
+            raise PushFailed(f"push of {ref} refused: {scrub(text, auth)}", hint=_push_hint(text.lower()))
+        aux = chunk.get("aux") or {}
+        digest = aux.get("Digest", digest)
+    if not digest:
+        raise PushFailed(f"push of {ref} finished without a digest")
+    return digest
+
+
+def _push_with_retries(ref: str, auth: dict | None) -> str:
+    console.step(f"pushing {ref}")
+    try:
+        digest = _push_once(ref, auth)
+    except _Transient as exc:
+        raise PushFailed(f"push of {ref} failed after retries: {exc}", hint="is the registry reachable?") from None
+    except PushFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc).lower())) from None
+    console.ok(f"pushed {ref} ({digest})")
+    return digest
+
+
+def pull(ref: str) -> None:
+    """Make ref present locally (deploy on another host than the build)."""
+    import docker.errors
+
+    client = docker_client()
+    try:
+        client.images.get(ref)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    auth = auth_for(ref)
+    repo, tag = ref.rsplit(":", 1)
+    try:
+        client.images.pull(repo, tag=tag, auth_config=auth)
+    except docker.errors.NotFound:
+        raise NotFound(f"image {ref} is neither on this host nor in the registry", hint="run bento-build / fastapi-build first") from None
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).lower()
+        if "manifest unknown" in text or "not found" in text:
+            raise NotFound(f"image {ref} is not in the registry", hint="run bento-build / fastapi-build first") from None
+        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(text)) from None
+
+
+def _is_transient(text: str) -> bool:
+    lowered = text.lower()
+    return any(s in lowered for s in ("connection refused", "timeout", "503", "502", "connection reset", "eof"))
+
+
+def _describe(exc: Exception, ref: str, auth: dict | None) -> str:
+    return f"registry error for {ref}: {scrub(str(exc), auth)[:300]}"
+
+
+def _push_hint(lowered: str) -> str:
+    if "unauthorized" in lowered or "authentication" in lowered or "no basic auth" in lowered or "denied" in lowered:
+        return "check REGISTRY_USER / REGISTRY_PASSWORD (or the Jenkins credentials id) for this registry"
+    if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+        return "the registry is unreachable: check AR_NAME and that the registry is up (home-mlops platform up)"
+    return "see the message above"

@@ -1,0 +1,88 @@
+"""The build stages as plain functions: resolved run in, result dict out.
+
+The CLI and `pipeline` call these; each returns what its --json result holds.
+"""
+from __future__ import annotations
+
+from .bento import build_bento, import_model, model_version, render_source
+from .bento_image import render_context
+from .errors import BadInput
+from .imagebuild import INPUTS_LABEL, build_image
+from .labels import image_labels
+from .params import JobParams
+from .platform import BASE_IMAGE
+from .registry import push
+from .resolve import ResolvedModel
+from . import console, settings
+
+
+def image_ref(params: JobParams, role: str, resolved: ResolvedModel) -> str:
+    """<AR_NAME>/<app>-<role>:<first 12 of run id>-<first 8 of model digest> (deterministic)."""
+    return f"{params.registry}/{params.app}-{role}:{model_version(resolved)}"
+
+
+def check_python(resolved: ResolvedModel, base_image: str) -> None:
+    if resolved.python_version and not resolved.python_version.startswith("3.11") and base_image == BASE_IMAGE:
+        console.warn(
+            f"the model was trained on Python {resolved.python_version}; {BASE_IMAGE} has Python 3.11. "
+            "Pass --base-image with a matching Python if the model fails to load."
+        )
+
+
+def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
+    if not resolved.signature:
+        console.warn("the model has no signature: inputs are passed through unchecked")
+    check_python(resolved, base_image)
+    model = import_model(params.app, resolved)
+    work = settings.builds_dir() / params.app / model_version(resolved)
+    source = render_source(work / "bento", params.app, resolved, base_image, resolved.requirements)
+    bento = build_bento(source, model_version(resolved))
+    context = render_context(work / "image", params.app, source, bento, model, base_image, resolved.requirements)
+    ref = image_ref(params, "bento", resolved)
+    info = build_image(context, ref, image_labels(params.app, "bento", resolved), what="bento")
+    digest = push(ref, info.labels, force=force) if do_push else None
+    return {
+        "app": params.app,
+        "experiment_id": resolved.experiment_id,
+        "run_id": resolved.run_id,
+        "model_id": resolved.model_id,
+        "image": ref,
+        "tag": ref.rsplit(":", 1)[1],
+        "digest": digest,
+        "image_id": info.id,
+        "size_bytes": info.size_bytes,
+        "layers": len(info.layers),
+        "build_seconds": info.build_seconds,
+        "reused": info.reused,
+        "bento_tag": str(bento.tag),
+        "model_tag": source.model_tag,
+        "inputs_digest": info.labels.get(INPUTS_LABEL),
+        "pushed": bool(digest),
+    }
+
+
+def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
+    from .gateway_build import build_gateway_image
+
+    ref = image_ref(params, "gateway", resolved)
+    info = build_gateway_image(params.app, resolved, ref, base_image, image_labels(params.app, "gateway", resolved))
+    digest = push(ref, info.labels, force=force) if do_push else None
+    return {
+        "app": params.app,
+        "experiment_id": resolved.experiment_id,
+        "run_id": resolved.run_id,
+        "model_id": resolved.model_id,
+        "image": ref,
+        "tag": ref.rsplit(":", 1)[1],
+        "digest": digest,
+        "image_id": info.id,
+        "size_bytes": info.size_bytes,
+        "build_seconds": info.build_seconds,
+        "reused": info.reused,
+        "pushed": bool(digest),
+    }
+
+
+def require_app(params: JobParams) -> None:
+    if not params.app:
+        raise BadInput("APP_NAME is required for this command", "--app or APP_NAME")
