@@ -1,0 +1,128 @@
+"""Shared fixtures: an isolated state folder, trained example runs, the local platform.
+
+Trained runs are made once per test session and shared (training is the slow
+part); each test that changes state gets its own HOME_MLOPS_HOME instead.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+CLI = str(VENV_BIN / "home-mlops")
+
+
+def docker_reason() -> str | None:
+    """Why docker tests cannot run here, or None when they can."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"needs a running Docker daemon (run `home-mlops platform up`): {type(exc).__name__}"
+    return None
+
+
+@dataclass
+class TrainedRun:
+    app: str
+    experiment_id: str
+    run_id: str
+    model_id: str | None
+    tracking_uri: str
+    artifact_root: str
+    state: Path
+    env: dict = field(default_factory=dict)
+
+
+def cli_env(state: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("APP_NAME", "EXPERIMENT_ID", "RUN_ID", "NAS", "AR_NAME")}
+    env.update({
+        "HOME_MLOPS_HOME": str(state),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONWARNINGS": "ignore",
+    })
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], env: dict, timeout: int = 900, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def train(app: str, state: Path, *args: str) -> TrainedRun:
+    env = cli_env(state)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "training" / app / "train.py"), *args],
+        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ids = dict(re.findall(r"^(EXPERIMENT_ID|RUN_ID|MODEL_ID)=(\S+)$", proc.stdout, re.M))
+    return TrainedRun(
+        app=app,
+        experiment_id=ids["EXPERIMENT_ID"],
+        run_id=ids["RUN_ID"],
+        model_id=ids.get("MODEL_ID"),
+        tracking_uri=env["MLFLOW_TRACKING_URI"],
+        artifact_root=str(state / "mlruns"),
+        state=state,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_state(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home-mlops-state")
+
+
+@pytest.fixture(scope="session")
+def trained_run(shared_state):
+    """Factory: trained_run(app, *train_args) -> TrainedRun, trained once per argument set."""
+    made: dict[tuple, TrainedRun] = {}
+
+    def make(app: str, *args: str) -> TrainedRun:
+        key = (app, *args)
+        if key not in made:
+            made[key] = train(app, shared_state, *args)
+        return made[key]
+
+    return make
+
+
+@dataclass
+class LocalPlatform:
+    registry: str
+    user: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def local_platform() -> LocalPlatform:
+    reason = docker_reason()
+    if reason:
+        pytest.skip(reason)
+    from home_mlops import platform
+
+    creds = platform.up()
+    return LocalPlatform(registry=f"{creds.address}/home-mlops-test", user=creds.user, password=creds.password)
+
+
+@pytest.fixture
+def state(tmp_path) -> Path:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    return folder
+
+
+def copy_store(src: Path, dst: Path) -> None:
+    """A private copy of a shared MLflow store (sqlite + artifacts) for tests that break things."""
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("cache", "bentoml", "builds"))
