@@ -86,3 +86,17 @@ def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str
 def require_app(params: JobParams) -> None:
     if not params.app:
         raise BadInput("APP_NAME is required for this command", "--app or APP_NAME")
+
+
+def deploy_stage(params: JobParams, resolved: ResolvedModel, *, port: int) -> dict:
+    from .deploy import deploy
+    from .registry import auth_for
+
+    bento_ref = image_ref(params, "bento", resolved)
+    gateway_ref = image_ref(params, "gateway", resolved)
+    smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
+    result = deploy(
+        params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
+        bento_ref, gateway_ref, port=port, registry_auth=auth_for(bento_ref), smoke_payload=smoke,
+    )
+    return result.to_dict()
