@@ -63,13 +63,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--gateway-image", help="a local gateway image to use instead of the stand-in "
+                        "(e.g. one built from pyhelpers/home_mlops/gateway); it must accept {'x': float} records")
     args = parser.parse_args()
 
     client = docker_client()
     images = {
         "bento": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:ok"),
-        "gateway": fx.build_standin_gateway(client, f"{fx.STANDIN_GATEWAY}:1"),
+        "gateway": args.gateway_image or fx.build_standin_gateway(client, f"{fx.STANDIN_GATEWAY}:1"),
     }
+    print(f"gateway image: {images['gateway']}")
     with tempfile.TemporaryDirectory(prefix="bench-switch-") as tmp:
         ours = one_strategy("reuseport", args.rounds, images, Path(tmp))
         base = one_strategy("recreate", args.rounds, images, Path(tmp))
