@@ -76,9 +76,8 @@ def register(app: typer.Typer) -> None:
 
             if rollback:
                 from .deploy import rollback as do_rollback
-                from .registry import auth_for
 
-                result = do_rollback(validate_app(app_name or ""), registry_auth=None)
+                result = do_rollback(validate_app(app_name or ""))
                 return result.to_dict()
             from .stages import deploy_stage
 
