@@ -1,0 +1,131 @@
+"""Bad and hostile parameters through the real `home-mlops` CLI: exit 2, a clear message, nothing run.
+
+The full list of values is checked against the validators in test_params.py; here a
+representative sample goes through a real subprocess (each costs seconds), as options,
+as `--opt=value` (so values starting with '-' stay values) and as Jenkins-style
+environment variables.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_env, run_cli
+
+RUN = "3f2a9c0d4b5e6f708192a3b4c5d6e7f8"
+CANARY = "canary-file"
+
+# (parameter, value template, what the message must name, a word of the expected form)
+# {canary} is replaced by an absolute path that must never be created.
+CASES = [
+    ("experiment-id", "12a", "EXPERIMENT_ID", "numeric id"),
+    ("experiment-id", "$(touch {canary})", "EXPERIMENT_ID", "numeric id"),
+    ("run-id", RUN[:-2], "RUN_ID", "32 lowercase hexadecimal"),
+    ("run-id", RUN.upper(), "RUN_ID", "32 lowercase hexadecimal"),
+    ("run-id", "`touch {canary}`", "RUN_ID", "32 lowercase hexadecimal"),
+    ("run-id", RUN + "\ntouch {canary}", "RUN_ID", "32 lowercase hexadecimal"),
+    ("nas", "; touch {canary}", "NAS", "gs://bucket/prefix"),
+    ("nas", "/srv/../../etc", "NAS", "gs://bucket/prefix"),
+    ("nas", "/srv/" + "x" * 4000, "NAS", "gs://bucket/prefix"),
+    ("nas", "/srv/ünïcödé-日本", "NAS", "gs://bucket/prefix"),
+    ("model-name", "../{canary}", "model name", "letters, digits"),
+    ("experiment-id", "-1; rm -rf /", "EXPERIMENT_ID", "numeric id"),
+]
+
+# Parameters only the build/deploy commands take: checked through bento-build (validation first).
+BUILD_CASES = [
+    ("app", "My_App", "APP_NAME", "DNS label"),
+    ("app", "tabular-Iris", "APP_NAME", "DNS label"),
+    ("app", "$(touch {canary})", "APP_NAME", "DNS label"),
+    ("app", "a" * 300, "APP_NAME", "DNS label"),
+    ("registry", "127.0.0.1:5000/home-mlops:latest", "AR_NAME", "no tag"),
+    ("registry", "127.0.0.1:5000/Home-MLOps", "AR_NAME", "no tag"),
+    ("registry", "127.0.0.1:5000/home-mlops/", "AR_NAME", "no tag"),
+    ("registry", "x;touch {canary}", "AR_NAME", "no tag"),
+]
+
+GOOD = {"app": "tabular-iris-multi-classifier", "experiment-id": "1", "run-id": RUN, "nas": "", "registry": ""}
+ENV_NAMES = {"app": "APP_NAME", "experiment-id": "EXPERIMENT_ID", "run-id": "RUN_ID", "nas": "NAS", "registry": "AR_NAME"}
+
+
+def _check(proc, out: Path, canary: Path, what: str, expected: str):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    err = " ".join(proc.stderr.split())  # rich may wrap long lines
+    assert what in err, proc.stderr
+    assert "expected:" in err and expected in err, proc.stderr
+    assert not canary.exists()
+    data = json.loads(out.read_text())
+    assert data["ok"] is False and data["exit_code"] == 2 and what in data["error"]
+
+
+def _env(state: Path) -> dict:
+    # An unreachable tracking server: a validation error must come before any contact.
+    return cli_env(state, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+
+
+def _args(command: str, bad: str, value: str) -> list[str]:
+    params = ["experiment-id", "run-id"] if command == "resolve" else ["app", "experiment-id", "run-id"]
+    args = [command]
+    for name in params:
+        if name != bad:
+            args.append(f"--{name}={GOOD[name]}")
+    args.append(f"--{bad}={value}")
+    if command == "bento-build":
+        args.append("--no-push")
+    return args
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("param, template, what, expected", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_resolve_refuses(param, template, what, expected, state, tmp_path):
+    canary = tmp_path / CANARY
+    value = template.format(canary=canary)
+    out = tmp_path / "r.json"
+    proc = run_cli([*_args("resolve", param, value), "--json", str(out)], env=_env(state), timeout=240, cwd=tmp_path)
+    _check(proc, out, canary, what, expected)
+    assert not (state / "cache" / "models").exists() or not any((state / "cache" / "models").iterdir())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "param, template, what, expected", BUILD_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(BUILD_CASES)]
+)
+def test_build_refuses(param, template, what, expected, state, tmp_path):
+    canary = tmp_path / CANARY
+    value = template.format(canary=canary)
+    out = tmp_path / "r.json"
+    proc = run_cli([*_args("bento-build", param, value), "--json", str(out)], env=_env(state), timeout=240, cwd=tmp_path)
+    _check(proc, out, canary, what, expected)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "param, value, what",
+    [
+        ("experiment-id", "`touch {canary}`", "EXPERIMENT_ID"),
+        ("run-id", "$(touch {canary})", "RUN_ID"),
+        ("nas", "gs://bucket/$(touch {canary})", "NAS"),
+    ],
+)
+def test_environment_variables_refused(param, value, what, state, tmp_path):
+    """Jenkins passes the parameters as environment variables: same rules."""
+    canary = tmp_path / CANARY
+    env = _env(state)
+    for name, good in GOOD.items():
+        if good and name in ("experiment-id", "run-id"):
+            env[ENV_NAMES[name]] = good
+    env[ENV_NAMES[param]] = value.format(canary=canary)
+    out = tmp_path / "r.json"
+    proc = run_cli(["resolve", "--json", str(out)], env=env, timeout=240, cwd=tmp_path)
+    _check(proc, out, canary, what, "expected")
+
+
+@pytest.mark.timeout(300)
+def test_missing_parameters(state, tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_cli(["resolve", "--run-id", RUN, "--json", str(out)], env=_env(state), timeout=240, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "EXPERIMENT_ID" in proc.stderr and "Traceback" not in proc.stderr
