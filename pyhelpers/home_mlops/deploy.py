@@ -37,7 +37,8 @@ from . import console
 from . import deploy_state as state
 from .errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailable
 from .params import validate_app, validate_experiment_id, validate_run_id
-from .platform import REGISTRY_ADDR, docker_client, enable_reuseport_migration, registry_credentials
+from .platform import docker_client, enable_reuseport_migration
+from .registry import auth_for
 
 LABEL_PREFIX = "io.homemlops."
 LABEL_APP = LABEL_PREFIX + "app"
@@ -252,16 +253,6 @@ def _count_records(payload: dict) -> int | None:
     return None
 
 
-def _default_auth(image: str) -> dict | None:
-    user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
-    if user and password:
-        return {"username": user, "password": password}
-    if image.startswith(REGISTRY_ADDR + "/"):
-        creds = registry_credentials()
-        return {"username": creds.user, "password": creds.password}
-    return None  # the daemon's / docker config's own credentials
-
-
 # --------------------------------------------------------------------------- images
 
 
@@ -275,7 +266,7 @@ def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
     except docker.errors.ImageNotFound:
         pass
     repo, tag = parse_repository_tag(ref)
-    auth = registry_auth if registry_auth is not None else _default_auth(ref)
+    auth = registry_auth if registry_auth is not None else auth_for(ref)
     console.step(f"pulling {ref}")
     try:
         image = client.images.pull(repo, tag=tag or "latest", auth_config=auth)

@@ -12,7 +12,7 @@ import os
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from . import console
-from .errors import NotFound, PushFailed
+from .errors import PushFailed
 from .imagebuild import INPUTS_LABEL
 from .platform import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
 
@@ -130,29 +130,6 @@ def _push_with_retries(ref: str, auth: dict | None) -> str:
         raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc).lower())) from None
     console.ok(f"pushed {ref} ({digest})")
     return digest
-
-
-def pull(ref: str) -> None:
-    """Make ref present locally (deploy on another host than the build)."""
-    import docker.errors
-
-    client = docker_client()
-    try:
-        client.images.get(ref)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    auth = auth_for(ref)
-    repo, tag = ref.rsplit(":", 1)
-    try:
-        client.images.pull(repo, tag=tag, auth_config=auth)
-    except docker.errors.NotFound:
-        raise NotFound(f"image {ref} is neither on this host nor in the registry", hint="run bento-build / fastapi-build first") from None
-    except Exception as exc:  # noqa: BLE001
-        text = str(exc).lower()
-        if "manifest unknown" in text or "not found" in text:
-            raise NotFound(f"image {ref} is not in the registry", hint="run bento-build / fastapi-build first") from None
-        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(text)) from None
 
 
 def _is_transient(text: str) -> bool:
