@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 #: what the gateway imports at run time; the pins are their dependency closure
-GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client")
+# uvloop + httptools: uvicorn picks them up by itself and they halve the added latency.
+GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client", "uvloop", "httptools")
 GATEWAY_PORT = 8000
 #: the package files copied into the image (context.py stays on the host)
 PACKAGE_FILES = ("__init__.py", "spec.py", "app.py", "__main__.py")
