@@ -13,27 +13,34 @@ from importlib import metadata
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-# Always needed to load a pyfunc model.
-_BASE = {"mlflow", "mlflow-skinny", "numpy", "pandas", "cloudpickle", "pyarrow", "scipy"}
-# What each native flavor needs on top of the base (its own package and helpers).
+# Heavy frameworks: kept only when the model's flavor uses them. MLflow records
+# whatever was imported while training, and e.g. torch for a scikit-learn model
+# would add a gigabyte to the image for nothing.
+FRAMEWORKS = {
+    "torch", "torchvision", "torchaudio", "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib",
+    "lightgbm", "xgboost", "xgboost-cpu", "catboost", "transformers", "tokenizers", "safetensors",
+    "onnx", "onnxruntime", "statsmodels", "prophet", "sentence-transformers", "scikit-learn", "skops",
+}
+# Which frameworks each native flavor needs.
 FLAVOR_PACKAGES: dict[str, set[str]] = {
-    "sklearn": {"scikit-learn", "skops", "joblib", "threadpoolctl"},
-    "lightgbm": {"lightgbm", "scikit-learn", "joblib", "threadpoolctl"},
-    "xgboost": {"xgboost", "xgboost-cpu", "scikit-learn", "joblib", "threadpoolctl"},
+    "sklearn": {"scikit-learn", "skops"},
     "pytorch": {"torch"},
-    "tensorflow": {"tensorflow", "keras"},
-    "keras": {"keras", "tensorflow"},
+    "tensorflow": {"tensorflow", "tensorflow-cpu", "keras"},
+    "keras": {"keras", "tensorflow", "tensorflow-cpu", "jax", "jaxlib", "torch"},
+    "lightgbm": {"lightgbm", "scikit-learn", "skops"},  # its sklearn API models are saved like sklearn ones
+    "xgboost": {"xgboost", "xgboost-cpu", "scikit-learn", "skops"},
+    "catboost": {"catboost"},
     "onnx": {"onnx", "onnxruntime"},
     "statsmodels": {"statsmodels"},
-    "catboost": {"catboost"},
     "prophet": {"prophet"},
-    "transformers": {"transformers", "torch", "tokenizers", "safetensors"},
+    "transformers": {"transformers", "tokenizers", "safetensors", "torch", "tensorflow"},
+    "sentence_transformers": {"sentence-transformers", "transformers", "tokenizers", "safetensors", "torch"},
 }
-# Never needed to serve: dropped for flavors we don't know, where we keep the rest.
+# Never needed to serve.
 TRAINING_ONLY = {
     "pytest", "rich", "ipython", "ipykernel", "jupyter", "notebook", "black", "ruff",
     "mypy", "flake8", "pylint", "nvidia-ml-py", "psutil", "tqdm", "matplotlib",
-    "seaborn", "mlflow-tracing", "home-mlops",
+    "seaborn", "home-mlops",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -48,15 +55,15 @@ def _installed_version(name: str) -> str | None:
 def clean_requirements(lines: list[str], flavors: list[str]) -> tuple[list[str], list[str]]:
     """Return (kept, dropped) requirement strings, kept ones pinned with '=='.
 
+    Dropped: tools that only training uses, and ML frameworks the flavor does not load.
+
     A requirement with no pin gets the version installed here, if any; one
     that cannot be pinned is kept as written (the caller warns)."""
-    native = [f for f in flavors if f != "python_function"]
-    allowed: set[str] | None = set(_BASE)
-    for flavor in native:
-        if flavor not in FLAVOR_PACKAGES:
-            allowed = None  # unknown flavor: keep everything but the denylist
-            break
-        allowed |= FLAVOR_PACKAGES[flavor]
+    wanted_frameworks: set[str] = set()
+    for flavor in flavors:
+        wanted_frameworks |= FLAVOR_PACKAGES.get(flavor, set())
+    if any(f not in FLAVOR_PACKAGES and f != "python_function" for f in flavors):
+        wanted_frameworks = set(FRAMEWORKS)  # a flavor we don't know: keep every framework
     kept: list[str] = []
     dropped: list[str] = []
     seen: set[str] = set()
@@ -75,7 +82,7 @@ def clean_requirements(lines: list[str], flavors: list[str]) -> tuple[list[str],
         if name in seen:
             continue
         seen.add(name)
-        if name in TRAINING_ONLY or (allowed is not None and name not in allowed):
+        if name in TRAINING_ONLY or (name in FRAMEWORKS and name not in wanted_frameworks):
             dropped.append(str(req))
             continue
         kept.append(_pin(req))
