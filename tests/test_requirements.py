@@ -116,3 +116,19 @@ def test_every_training_only_package_dropped_for_every_known_flavor():
         kept, dropped = clean_requirements(lines, ["python_function", flavor])
         assert kept == [], flavor
         assert len(dropped) == len(TRAINING_ONLY)
+
+
+@pytest.mark.parametrize(
+    "flavor, frameworks",
+    [
+        ("sklearn", {"scikit-learn"}),
+        ("lightgbm", {"lightgbm", "scikit-learn"}),
+        ("xgboost", {"xgboost", "scikit-learn"}),
+        ("pytorch", {"torch"}),
+    ],
+)
+def test_frameworks_foreign_to_the_flavor_are_dropped(flavor, frameworks):
+    lines = ["torch==2.13.0", "lightgbm==4.5.0", "xgboost==2.1.0", "scikit-learn==1.9.1", "tensorflow==2.17.0"]
+    kept, dropped = clean_requirements(["mlflow==3.17.2", *lines], ["python_function", flavor])
+    assert names(kept) == {"mlflow", *frameworks}
+    assert names(dropped) == {n.split("==")[0] for n in lines} - frameworks

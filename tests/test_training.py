@@ -128,11 +128,14 @@ def test_train_and_resolve(app, trained_run, state, tmp_path):
     # The input example is the scripts' X_test.head(3).
     example = pd.DataFrame(data["input_example"])[list(X_test.columns)]
     np.testing.assert_allclose(example.values, X_test.head(3).values, rtol=1e-6)
+    # Cast to the signature's column types (the pytorch model takes float32).
+    types = {"float": np.float32, "double": np.float64, "long": np.int64, "integer": np.int32}
+    example = example.astype({c["name"]: types[c["type"]] for c in signature["inputs"] if c["type"] in types})
 
     import mlflow.pyfunc
 
     served = np.asarray(mlflow.pyfunc.load_model(str(local)).predict(example)).reshape(-1)
-    native = _native_predict(flavor, str(local), example.astype(np.float32) if flavor == "pytorch" else example)
+    native = _native_predict(flavor, str(local), example)
     np.testing.assert_allclose(served, np.asarray(native).reshape(-1), rtol=1e-5)
     if "iris" in app:
         # Each iris model gets these three easy rows right.
