@@ -24,41 +24,29 @@ def _resolve(params, tracking_uri, model_name):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bento-build")
-    def bento_build(
-        app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
-        nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
-        base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
-        model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
-    ) -> None:
-        """Build the BentoML model-server image for a run and push it."""
+    def build_command(name: str, stage_name: str, doc: str) -> None:
+        @app.command(name, help=doc)
+        def command(
+            app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
+            nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
+            base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
+            model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
+        ) -> None:
+            def body() -> dict[str, Any]:
+                from . import stages
 
-        def body() -> dict[str, Any]:
-            from .stages import bento_build as stage
+                params = job_params(app_name, experiment_id, run_id, nas, registry)
+                resolved = _resolve(params, tracking_uri, model_name)
+                stage = getattr(stages, stage_name)
+                return stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
 
-            params = job_params(app_name, experiment_id, run_id, nas, registry)
-            resolved = _resolve(params, tracking_uri, model_name)
-            return stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
+            run_command(name, json_path, body)
 
-        run_command("bento-build", json_path, body)
-
-    @app.command("fastapi-build")
-    def fastapi_build(
-        app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
-        nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
-        base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
-        model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
-    ) -> None:
-        """Build the FastAPI gateway image (generated from the model's signature) and push it."""
-
-        def body() -> dict[str, Any]:
-            from .stages import fastapi_build as stage
-
-            params = job_params(app_name, experiment_id, run_id, nas, registry)
-            resolved = _resolve(params, tracking_uri, model_name)
-            return stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
-
-        run_command("fastapi-build", json_path, body)
+    build_command("bento-build", "bento_build", "Build the BentoML model-server image for a run and push it.")
+    build_command(
+        "fastapi-build", "fastapi_build",
+        "Build the FastAPI gateway image (generated from the model's signature) and push it.",
+    )
 
     PortOpt = typer.Option(8000, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway.")
 

@@ -48,17 +48,10 @@ def flavors(mlmodel: dict[str, Any]) -> list[str]:
 
 
 def input_example(model_dir: Path, mlmodel: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The saved input example as records, for smoke tests and docs."""
-    info = mlmodel.get("saved_input_example_info") or {}
-    path = model_dir / info.get("artifact_path", "input_example.json")
-    if not path.is_file():
-        return None
-    data = json.loads(path.read_text())
-    if isinstance(data, dict) and "columns" in data and "data" in data:
-        return [dict(zip(data["columns"], row)) for row in data["data"]]
-    if isinstance(data, dict) and "dataframe_split" in data:
-        split = data["dataframe_split"]
-        return [dict(zip(split["columns"], row)) for row in split["data"]]
-    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        return data
-    return None
+    """The saved input example as records, for smoke tests and docs (None for tensors)."""
+    from .gateway.context import read_input_example
+    from .gateway.spec import records_from_example
+
+    signature = parse_signature(mlmodel) or {}
+    names = [c["name"] for c in signature.get("inputs") or [] if isinstance(c, dict) and "name" in c]
+    return records_from_example(read_input_example(model_dir, mlmodel), names or None)

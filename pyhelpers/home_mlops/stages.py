@@ -42,22 +42,11 @@ def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, 
     info = build_image(context, ref, image_labels(params.app, "bento", resolved), what="bento")
     digest = push(ref, info.labels, force=force) if do_push else None
     return {
-        "app": params.app,
-        "experiment_id": resolved.experiment_id,
-        "run_id": resolved.run_id,
-        "model_id": resolved.model_id,
-        "image": ref,
-        "tag": ref.rsplit(":", 1)[1],
-        "digest": digest,
-        "image_id": info.id,
-        "size_bytes": info.size_bytes,
+        **image_result(params, resolved, info, digest),
         "layers": len(info.layers),
-        "build_seconds": info.build_seconds,
-        "reused": info.reused,
         "bento_tag": str(bento.tag),
         "model_tag": source.model_tag,
         "inputs_digest": info.labels.get(INPUTS_LABEL),
-        "pushed": bool(digest),
     }
 
 
@@ -67,13 +56,18 @@ def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str
     ref = image_ref(params, "gateway", resolved)
     info = build_gateway_image(params.app, resolved, ref, base_image, image_labels(params.app, "gateway", resolved))
     digest = push(ref, info.labels, force=force) if do_push else None
+    return image_result(params, resolved, info, digest)
+
+
+def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str | None) -> dict:
+    """What both build commands report (--json)."""
     return {
         "app": params.app,
         "experiment_id": resolved.experiment_id,
         "run_id": resolved.run_id,
         "model_id": resolved.model_id,
-        "image": ref,
-        "tag": ref.rsplit(":", 1)[1],
+        "image": info.ref,
+        "tag": info.ref.rsplit(":", 1)[1],
         "digest": digest,
         "image_id": info.id,
         "size_bytes": info.size_bytes,

@@ -98,3 +98,30 @@ def run_training(app: str, argv: list[str] | None = None) -> None:
         runpy.run_path(str(script), run_name="__main__")
     finally:
         sys.argv = old_argv
+
+
+def prepare(app: str, dataset: str, seed: int):
+    """What every example script does first: MLflow store, the app's experiment, a split.
+
+    Returns X_train, X_test, y_train, y_test as pandas objects (scikit-learn's
+    bundled data sets: nothing is downloaded)."""
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.model_selection import train_test_split
+
+    set_mlflow_backend_store_uri()
+    ensure_experiment(app)
+    loader = {"iris": load_iris, "diabetes": load_diabetes}[dataset]
+    X, y = loader(return_X_y=True, as_frame=True)
+    return train_test_split(X, y, test_size=0.2, random_state=seed)
+
+
+def log_model(run: mlflow.ActiveRun, flavor, model, X_example, predictions, **kwargs) -> TrainedRun:
+    """Log with a signature and an input example (what serving validates against), then report."""
+    info = flavor.log_model(
+        model,
+        name="model",
+        input_example=X_example.head(3),
+        signature=mlflow.models.infer_signature(X_example, predictions),
+        **kwargs,
+    )
+    return report(run, info)
