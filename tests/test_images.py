@@ -227,3 +227,29 @@ def test_bentoml_private_containerfile_api_still_exists():
     from bentoml._internal.container import construct_containerfile
 
     assert "enable_buildkit" in inspect.signature(construct_containerfile).parameters
+
+
+def test_tag_with_other_content_is_refused_unless_force(trained_run, local_platform, tmp_path):
+    import docker
+
+    app = "tabular-iris-multi-classifier"
+    run = trained_run(app)
+    env = registry_env(run, local_platform, AR_NAME=f"{local_platform.registry}-refuse")
+    base = ["bento-build", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id]
+    built = cli_json([*base, "--no-push"], env, tmp_path, "built")
+    # Someone else pushed different content under our deterministic tag.
+    client = docker.from_env()
+    auth = {"username": local_platform.user, "password": local_platform.password}
+    client.images.get("home-mlops/python-base:3.11").tag(built["image"].rsplit(":", 1)[0], built["tag"])
+    for chunk in client.api.push(built["image"].rsplit(":", 1)[0], tag=built["tag"], auth_config=auth,
+                                 stream=True, decode=True):
+        assert "error" not in chunk, chunk
+    foreign = client.images.get("home-mlops/python-base:3.11").id
+    client.images.remove(built["image"])  # drop the foreign tag locally: ours is rebuilt from cache
+    refused = cli_json(base, env, tmp_path, "refused", expect=5)
+    assert "already exists in the registry with different content" in refused["error"]
+    assert "--force" in refused["error"]
+    # The refused push left the registry as it was, and our image in place locally.
+    assert client.images.get(built["image"]).id != foreign
+    forced = cli_json([*base, "--force"], env, tmp_path, "forced")
+    assert forced["pushed"] and forced["image_id"] == client.images.get(built["image"]).id
