@@ -199,3 +199,17 @@ def test_keys_are_made_safe(tmp_path):
     cache = ModelCache(tmp_path / "c")
     assert cache.entry("../../etc/passwd").parent == cache.root
     assert cache.entry("run-x-a/b").name == "run-x-a_b"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: cache.py ModelCache.lookup() calls json.loads on the manifest unguarded: a corrupt or "
+    "truncated manifest raises JSONDecodeError (exit 1) instead of being treated as a damaged entry",
+)
+@pytest.mark.parametrize("content", ['{"files": ', "[]", '{"no_files": 1}'])
+def test_corrupt_manifest_is_a_damaged_entry(content, tmp_path):
+    cache = ModelCache(tmp_path / "c")
+    cache.fill("m-abc", _fake_model, {})
+    (cache.entry("m-abc") / MANIFEST).write_text(content)
+    assert cache.lookup("m-abc") is None
+    assert not cache.entry("m-abc").exists()
