@@ -29,17 +29,7 @@ APPS = [
     "tabular-iris-multi-classifier",
     "tabular-iris-lightgbm",
     "tabular-iris-xgboost",
-    pytest.param(
-        "tabular-iris-pytorch",
-        marks=[
-            pytest.mark.slow,
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: training/tabular-iris-pytorch/train.py logs a torch.jit.ScriptModule without "
-                "serialization_format='pickle'; MLflow 3.17 defaults to 'pt2' and refuses it",
-            ),
-        ],
-    ),
+    pytest.param("tabular-iris-pytorch", marks=pytest.mark.slow),
     "tabular-diabetes-regressor",
 ]
 
