@@ -1,0 +1,298 @@
+"""Serving benchmark: the gateway's cost over BentoML direct, and `mlflow models serve` as a peer.
+
+Trains tabular-iris-multi-classifier in a throwaway state folder, builds the pair
+(`home-mlops bento-build` / `fastapi-build --no-push` under a unique registry
+prefix and app name), deploys it with home_mlops.deploy.deploy on free loopback
+ports, starts `mlflow models serve --env-manager local` for the same model, then
+measures on 127.0.0.1 only:
+
+(a) latency: 1 connection, sequential 1-row requests (warm-up, then N timed), p50/p99;
+(b) throughput: 16 concurrent connections for a fixed time (wrk with a POST lua
+    script when installed, else a threaded httpx loop).
+
+Targets: BentoML direct (`POST /predict {"inputs": [record]}`), the gateway
+(`POST /predict {"dataframe_records": [record]}`), mlflow serve
+(`POST /invocations {"dataframe_records": [record]}`). Prints ratios against
+BentoML direct measured in the same run; never asserts absolute times. Undeploys
+and stops everything it started.
+
+    .venv/bin/python bench/bench_gateway.py [--requests 500] [--warmup 50] [--seconds 10] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_build import APP, CLI, ROOT, VENV_BIN, cli, cli_env, remove_image, run_args, train  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "pyhelpers"))
+LOOP = "127.0.0.1"
+
+
+def http_client():
+    import httpx
+
+    return httpx.Client(trust_env=False, timeout=httpx.Timeout(10.0, connect=2.0))
+
+
+def wait_ready(url: str, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    with http_client() as c:
+        while time.monotonic() < deadline:
+            try:
+                if c.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    raise SystemExit(f"{url} did not become ready in {seconds} s")
+
+
+def latency(url: str, body: dict, warmup: int, n: int) -> dict:
+    """One keep-alive connection, sequential requests; milliseconds."""
+    times = []
+    errors = 0
+    with http_client() as c:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            r = c.post(url, json=body)
+            dt_ms = (time.perf_counter() - t0) * 1000
+            if r.status_code != 200:
+                errors += 1
+                if errors == 1:
+                    print(f"  {url}: HTTP {r.status_code} {r.text[:200]}", flush=True)
+            if i >= warmup:
+                times.append(dt_ms)
+    times.sort()
+    return {"n": n, "errors": errors, "p50_ms": round(statistics.median(times), 2),
+            "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
+            "mean_ms": round(statistics.fmean(times), 2)}
+
+
+def throughput_wrk(url: str, body: dict, conns: int, seconds: int, tmp: Path) -> dict:
+    lua = tmp / f"post-{secrets.token_hex(3)}.lua"
+    payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+    lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                   f'wrk.body = "{payload}"\n')
+    proc = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "-s", str(lua), url],
+                          capture_output=True, text=True, timeout=seconds + 60)
+    out = proc.stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    out_d = {"tool": "wrk", "rps": float(rps[1]) if rps else 0.0, "requests": int(total[1]) if total else 0,
+             "non2xx": int(non2xx[1]) if non2xx else 0, "socket_errors": sock[1] if sock else ""}
+    out_d["ok_rps"] = round(out_d["rps"] * (1 - out_d["non2xx"] / max(out_d["requests"], 1)), 1)
+    if out_d["non2xx"] or out_d["socket_errors"]:
+        # wrk does not say which status: a short python burst with the same concurrency does
+        probe = throughput_py(url, body, conns, 3)
+        out_d["codes_probe"] = probe["codes"]
+        out_d["error_sample"] = probe["error_sample"]
+    return out_d
+
+
+def throughput_py(url: str, body: dict, conns: int, seconds: int) -> dict:
+    counts = [0] * conns
+    errors = [0] * conns
+    codes: dict[str, int] = {}
+    sample: list[str] = []
+    stop = time.monotonic() + seconds
+
+    def worker(i: int) -> None:
+        with http_client() as c:
+            while time.monotonic() < stop:
+                try:
+                    r = c.post(url, json=body)
+                    counts[i] += 1
+                    key = str(r.status_code)
+                    if r.status_code != 200:
+                        errors[i] += 1
+                        if not sample:
+                            sample.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                except Exception as exc:  # noqa: BLE001
+                    key = type(exc).__name__
+                    errors[i] += 1
+                    if not sample:
+                        sample.append(f"{key}: {str(exc)[:200]}")
+                codes[key] = codes.get(key, 0) + 1
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    return {"tool": "python-httpx", "rps": round(sum(counts) / elapsed, 1),
+            "ok_rps": round((sum(counts) - sum(errors)) / elapsed, 1),
+            "requests": sum(counts), "non2xx": sum(errors), "socket_errors": "", "codes": codes,
+            "error_sample": sample[0] if sample else ""}
+
+
+def free_port() -> int:
+    from home_mlops.deploy import _free_port
+
+    return _free_port()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep-images", action="store_true")
+    args = parser.parse_args()
+    args.requests = max(10, min(args.requests, 5000))
+    args.seconds = max(1, min(args.seconds, 60))
+
+    from home_mlops import deploy as dp
+    from home_mlops.platform import docker_client
+
+    client = docker_client()
+    token = secrets.token_hex(3)
+    app = f"bench-gw-{token}"  # unique: undeploy(app) cannot touch anyone else's containers
+    registry = f"127.0.0.1:5000/bench-{token}"
+    use_wrk = shutil.which("wrk") is not None
+    res: dict = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "app": app,
+                 "load_tool": "wrk" if use_wrk else "python-httpx", "requests": args.requests,
+                 "warmup": args.warmup, "seconds": args.seconds, "connections": args.connections}
+    images: list[str] = []
+    mlflow_proc = None
+    deployed = False
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_s:
+        tmp = Path(tmp_s)
+        state = tmp / "state"
+        state.mkdir()
+        env = cli_env(state)
+        try:
+            print("training ...", flush=True)
+            run = train(APP, state)
+            resolved, _ = cli(["resolve", "--experiment-id", run["experiment_id"], "--run-id", run["run_id"]],
+                              env, tmp / "resolve.json")
+            record = (resolved.get("input_example") or [None])[0]
+            if not record:
+                raise SystemExit("the model has no input example to send")
+            res["record"] = record
+            print("building the pair ...", flush=True)
+            b, _ = cli(["bento-build", "--no-push", *run_args(run, app, registry)], env, tmp / "b.json")
+            images.append(b["image"])
+            g, _ = cli(["fastapi-build", "--no-push", *run_args(run, app, registry)], env, tmp / "g.json")
+            images.append(g["image"])
+
+            port = free_port()
+            deployed = True
+            d = dp.deploy(app, run["experiment_id"], run["run_id"], run.get("model_id") or "", b["image"], g["image"],
+                          port=port, smoke_payload={"dataframe_records": [record]}, state_base=tmp / "deploy",
+                          timeout=240)
+            res["ports"] = {"gateway": port, "bento": d.bento_port}
+            print(f"deployed: gateway :{port}, bento :{d.bento_port}", flush=True)
+
+            mport = free_port()
+            menv = {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env['PATH']}"}
+            mlflow_log = open(tmp / "mlflow-serve.log", "wb")
+            mlflow_proc = subprocess.Popen(
+                [str(VENV_BIN / "mlflow"), "models", "serve", "-m", resolved["local_path"], "--env-manager", "local",
+                 "-h", LOOP, "-p", str(mport), "-w", "1"],
+                env=menv, stdout=mlflow_log, stderr=subprocess.STDOUT, start_new_session=True)
+            targets = {
+                "bento direct": (f"http://{LOOP}:{d.bento_port}/predict", {"inputs": [record]}, None),
+                "gateway": (f"http://{LOOP}:{port}/predict", {"dataframe_records": [record]}, None),
+                "mlflow serve": (f"http://{LOOP}:{mport}/invocations", {"dataframe_records": [record]},
+                                 f"http://{LOOP}:{mport}/ping"),
+            }
+            try:
+                wait_ready(f"http://{LOOP}:{mport}/ping", 120)
+            except SystemExit as exc:
+                tail = (tmp / "mlflow-serve.log").read_text(errors="replace")[-800:]
+                print(f"  mlflow serve: {exc}\n{tail}", flush=True)
+                res["mlflow_skipped"] = f"skipped: mlflow models serve did not come up ({tail[-200:]!r})"
+                targets.pop("mlflow serve")
+
+            res["results"] = {}
+            for name, (url, body, _) in targets.items():
+                lat = latency(url, body, args.warmup, args.requests)
+                tp = (throughput_wrk(url, body, args.connections, args.seconds, tmp) if use_wrk
+                      else throughput_py(url, body, args.connections, args.seconds))
+                res["results"][name] = {"latency": lat, "throughput": tp}
+                print(f"{name:13s} p50 {lat['p50_ms']} ms p99 {lat['p99_ms']} ms ({lat['errors']} errors); "
+                      f"{tp['rps']} req/s with {args.connections} conns ({tp['non2xx']} non-2xx of {tp['requests']}"
+                      f"{', e.g. ' + tp['error_sample'][:150] if tp.get('error_sample') else ''})", flush=True)
+        finally:
+            if mlflow_proc is not None:
+                try:
+                    os.killpg(mlflow_proc.pid, 15)
+                    mlflow_proc.wait(timeout=20)
+                except Exception:  # noqa: BLE001
+                    mlflow_proc.kill()
+            if deployed:
+                removed = dp.undeploy(app)
+                print(f"undeployed: {', '.join(removed) or 'nothing'}", flush=True)
+            if not args.keep_images:
+                for ref in images:
+                    remove_image(client, ref)
+
+    print()
+    print(render_table(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+def render_table(res: dict) -> str:
+    r = res["results"]
+    direct, gw = r["bento direct"], r["gateway"]
+    out = [f"Serving benchmark, {res['date']} (`.venv/bin/python bench/bench_gateway.py`; "
+           f"latency: 1 connection, {res['warmup']} warm-up + {res['requests']} sequential 1-row requests; "
+           f"throughput: {res['connections']} connections for {res['seconds']} s with {res['load_tool']})", "",
+           "| target | p50 ms | p99 ms | req/s (16 conns) | successful req/s | errors (lat / load) |", "|---|---|---|---|---|---|"]
+    for name, v in r.items():
+        lat, tp = v["latency"], v["throughput"]
+        err = f"{lat['errors']} / {tp['non2xx']} of {tp['requests']}"
+        if tp.get("socket_errors"):
+            err += f" (socket: {tp['socket_errors']})"
+        if tp.get("error_sample"):
+            err += f"; e.g. {tp['error_sample'][:120]!r}"
+        out.append(f"| {name} | {lat['p50_ms']} | {lat['p99_ms']} | {tp['rps']:.0f} | {tp['ok_rps']:.0f} | {err} |")
+    if "mlflow serve" not in r:
+        out.append(f"| mlflow serve | - | - | - | - | {res.get('mlflow_skipped', 'skipped')} |")
+    out += ["", "| ratio | value | goal |", "|---|---|---|"]
+    added = gw["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+    out.append(f"| gateway p50 - direct p50 | {added:.2f} ms | <= 1 ms: {'met' if added <= 1 else 'NOT met'} |")
+    tr = gw["throughput"]["ok_rps"] / max(direct["throughput"]["ok_rps"], 1e-9)
+    def failing(t: dict) -> bool:
+        return t["non2xx"] > 0.05 * max(t["requests"], 1) or bool(t.get("socket_errors"))
+
+    if failing(direct["throughput"]) or failing(gw["throughput"]):
+        verdict = "not meaningful: more than 5% of the load requests failed (see errors above)"
+    else:
+        verdict = "met" if tr >= 0.8 else "NOT met"
+    out.append(f"| gateway successful req/s / direct successful req/s | {tr:.3f} | >= 0.8: {verdict} |")
+    if "mlflow serve" in r:
+        m = r["mlflow serve"]
+        out.append(f"| mlflow-serve p50 / bento direct p50 | "
+                   f"{m['latency']['p50_ms'] / direct['latency']['p50_ms']:.3f} | (peer comparison) |")
+        out.append(f"| mlflow-serve successful req/s / bento direct successful req/s | "
+                   f"{m['throughput']['ok_rps'] / max(direct['throughput']['ok_rps'], 1e-9):.3f} | (peer comparison) |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
