@@ -8,6 +8,7 @@ platform folder, not in a workspace: HOME_MLOPS_PLATFORM_DIR, default
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -27,7 +28,11 @@ from .errors import Unavailable
 BASE_IMAGE = "home-mlops/python-base:3.11"
 REGISTRY_ADDR = "127.0.0.1:5000"
 REGISTRY_USER = "home-mlops"
-_BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
+# libgomp1: the OpenMP runtime LightGBM and XGBoost wheels load (scikit-learn bundles its own).
+_BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,libgomp1"
+# Changing the recipe changes this label, and `platform up` rebuilds the image.
+BASE_RECIPE_LABEL = "io.homemlops.base-recipe"
+BASE_RECIPE = hashlib.sha256(f"bookworm minbase {_BASE_PACKAGES}".encode()).hexdigest()[:16]
 
 
 def platform_dir() -> Path:
@@ -208,8 +213,10 @@ def ensure_base_image(client=None, name: str = BASE_IMAGE) -> str:
 
     try:
         image = client.images.get(name)
-        console.ok(f"base image {name} present")
-        return image.id
+        if (image.labels or {}).get(BASE_RECIPE_LABEL) == BASE_RECIPE:
+            console.ok(f"base image {name} present")
+            return image.id
+        console.step(f"base image {name} was made from another recipe: rebuilding it")
     except docker.errors.ImageNotFound:
         pass
     if not shutil.which("debootstrap"):
@@ -228,7 +235,9 @@ def ensure_base_image(client=None, name: str = BASE_IMAGE) -> str:
         tarball = Path(tmp) / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
         repo, tag = name.rsplit(":", 1)
-        client.api.import_image_from_file(str(tarball), repository=repo, tag=tag)
+        client.api.import_image_from_file(
+            str(tarball), repository=repo, tag=tag, changes=[f"LABEL {BASE_RECIPE_LABEL}={BASE_RECIPE}"]
+        )
     image = client.images.get(name)
     console.ok(f"base image {name} built ({image.attrs['Size'] / 1e6:.0f} MB)")
     return image.id
@@ -253,8 +262,7 @@ def status() -> dict:
         import docker.errors
 
         try:
-            docker_client().images.get(BASE_IMAGE)
-            base = True
+            base = (docker_client().images.get(BASE_IMAGE).labels or {}).get(BASE_RECIPE_LABEL) == BASE_RECIPE
         except docker.errors.ImageNotFound:
             pass
     return {"docker": docker_ok, "registry": _registry_answers(), "base_image": base, "registry_address": REGISTRY_ADDR}
