@@ -63,11 +63,15 @@ class ModelCache:
             if folder.exists():
                 shutil.rmtree(folder, ignore_errors=True)
             return None
-        manifest = json.loads(manifest_path.read_text())
-        for rel, _digest in manifest["files"].items():
-            if not (folder / rel).is_file():
-                shutil.rmtree(folder, ignore_errors=True)
-                return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+            complete = isinstance(files, dict) and all((folder / rel).is_file() for rel in files)
+        except (ValueError, TypeError, KeyError):
+            complete = False
+        if not complete:  # damaged: drop it, the caller downloads again
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
         return manifest
 
     def fill(self, key: str, download: Callable[[Path], Path], meta: dict) -> dict:

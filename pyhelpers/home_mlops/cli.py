@@ -34,7 +34,7 @@ NasOpt = typer.Option(None, "--nas", envvar="NAS", help="Artifact root to read w
 RegOpt = typer.Option(None, "--registry", envvar="AR_NAME", help="Image repository prefix (AR_NAME).")
 TrackOpt = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
 JsonOpt = typer.Option(None, "--json", envvar="HOME_MLOPS_JSON", help="Write the result as JSON here.")
-ModelNameOpt = typer.Option(None, "--model-name", help="Which model, when a run logged several.")
+ModelNameOpt = typer.Option(None, "--model-name", help="Which model, when a run logged several: its name or id (m-...).")
 
 
 def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from urllib.parse import unquote, urlparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,7 @@ class NasFinder:
 
     def _check_root(self) -> None:
         if self.root_uri.startswith("file:"):
-            root = Path(self.root_uri[len("file://"):])
+            root = Path(unquote(urlparse(self.root_uri).path))
             if not root.is_dir():
                 raise NotFound(
                     f"NAS {self.nas} does not exist or is not a folder",
@@ -171,6 +172,16 @@ class NasFinder:
                 return None
             return yaml.safe_load(Path(local).read_text()) or {}
 
+    def _model_name(self, model_dir: str) -> str | None:
+        """A file store keeps the logged model's name in meta.yaml; a SQL store keeps it in
+        its database, out of our reach: then only the model id can pick the model."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                meta = yaml.safe_load(Path(self.repo.download_artifacts(f"{model_dir}/meta.yaml", tmp)).read_text())
+            except Exception:  # noqa: BLE001 - no meta.yaml: fine
+                return None
+        return (meta or {}).get("name")
+
     def _models_in(self, experiment_id: str, run_id: str | None) -> list[ModelLocation]:
         found = []
         for model_dir in self._dirs(f"{experiment_id}/models"):
@@ -182,7 +193,7 @@ class NasFinder:
                         run_id=mlmodel.get("run_id", ""),
                         artifact_uri=f"{model_dir}/artifacts",
                         model_id=mlmodel.get("model_id") or model_dir.rsplit("/", 1)[-1],
-                        name=mlmodel.get("name") or "model",
+                        name=self._model_name(model_dir) or mlmodel.get("name") or "model",
                         created=_created_ms(mlmodel),
                     )
                 )

@@ -39,10 +39,10 @@ class ResolvedModel(BaseModel):
 
 
 def choose(models: list[ModelLocation], model_name: str | None, run_id: str) -> ModelLocation:
-    if model_name:
-        named = [m for m in models if m.name == model_name]
+    if model_name:  # a logged model's name, or its id (m-...) where the name is not known
+        named = [m for m in models if model_name in (m.name, m.model_id)]
         if not named:
-            names = ", ".join(sorted({m.name for m in models}))
+            names = ", ".join(sorted({f"{m.name} ({m.model_id})" if m.model_id else m.name for m in models}))
             raise NotFound(
                 f"run {run_id} has no model named {model_name!r}",
                 f"one of: {names}",
@@ -56,7 +56,7 @@ def choose(models: list[ModelLocation], model_name: str | None, run_id: str) -> 
         others = ", ".join(f"{m.name} ({m.model_id or m.artifact_uri})" for m in ordered[1:])
         console.warn(
             f"run {run_id} logged {len(ordered)} models; using the newest, {chosen.name} "
-            f"({chosen.model_id or chosen.artifact_uri}). Others: {others}. Pick one with --model-name."
+            f"({chosen.model_id or chosen.artifact_uri}). Others: {others}. Pick one with --model-name NAME or ID."
         )
     return chosen
 
