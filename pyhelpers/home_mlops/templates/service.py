@@ -60,7 +60,9 @@ class ModelService:
         self.columns = CONFIG.get("inputs") or []
         self.column_based = bool(self.columns) and all("name" in c for c in self.columns)
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=256, max_latency_ms=20)
+    # Adaptive batching. max_latency_ms is the deadline after which BentoML sheds a request
+    # with 503: a tight value (20 ms was tried) rejects most requests under concurrent load.
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=128, max_latency_ms=10_000)
     def predict(self, inputs: list[Any]) -> list[Any]:
         if self.column_based:
             _check_records(inputs, self.columns)
