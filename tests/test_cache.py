@@ -201,11 +201,6 @@ def test_keys_are_made_safe(tmp_path):
     assert cache.entry("run-x-a/b").name == "run-x-a_b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cache.py ModelCache.lookup() calls json.loads on the manifest unguarded: a corrupt or "
-    "truncated manifest raises JSONDecodeError (exit 1) instead of being treated as a damaged entry",
-)
 @pytest.mark.parametrize("content", ['{"files": ', "[]", '{"no_files": 1}'])
 def test_corrupt_manifest_is_a_damaged_entry(content, tmp_path):
     cache = ModelCache(tmp_path / "c")

@@ -172,6 +172,9 @@ def test_two_models_deterministic_and_model_name(sqlite_store, state, tmp_path):
     proc, data = resolve(env, s.exp_a, s.run_two, tmp_path / "first.json", "--model-name", "first")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert data["model_id"] == s.model_first and data["model_name"] == "first"
+    proc, data = resolve(env, s.exp_a, s.run_two, tmp_path / "byid.json", "--model-name", s.model_first)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert data["model_id"] == s.model_first
     proc, data = resolve(env, s.exp_a, s.run_two, tmp_path / "none.json", "--model-name", "third")
     assert proc.returncode == 3, proc.stderr[-3000:]
     message = flat(proc.stderr)
