@@ -40,7 +40,11 @@ def own_predictions(local_path: str, records: list[dict]) -> list:
     import mlflow.pyfunc
 
     model = mlflow.pyfunc.load_model(local_path)
-    predicted = model.predict(pd.DataFrame.from_records(records))
+    # Cast like a client that knows the signature (float32 columns for the torch model).
+    schema = model.metadata.get_input_schema()
+    frame = pd.DataFrame.from_records(records, columns=schema.input_names())
+    frame = frame.astype({n: t.to_pandas() for n, t in zip(schema.input_names(), schema.input_types())})
+    predicted = model.predict(frame)
     return pd.Series(list(pd.DataFrame(predicted).iloc[:, 0])).tolist() if hasattr(predicted, "shape") else list(predicted)
 
 
