@@ -37,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_build import APP, CLI, ROOT, VENV_BIN, cli, cli_env, remove_image, run_args, train  # noqa: E402
+from bench_build import APP, ROOT, VENV_BIN, cli, cli_env, remove_image, run_args, train  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "pyhelpers"))
 LOOP = "127.0.0.1"

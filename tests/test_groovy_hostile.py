@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "groovy"))
 import runner  # noqa: E402
-from runner import PARAMS, REPO, VENV_BIN, calls, sh_scripts  # noqa: E402
+from runner import PARAMS, VENV_BIN, calls, sh_scripts  # noqa: E402
 
 from home_mlops.errors import HomeMlopsError  # noqa: E402
 from home_mlops.params import (  # noqa: E402

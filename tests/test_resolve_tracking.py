@@ -5,7 +5,6 @@ that logged two models, the experiment/run ownership check, and an unreachable s
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, ROOT, cli_env, run_cli
+from conftest import CLI, ROOT, cli_env
 from test_resolve_nas import build_store, flat, local_store, resolve
 
 

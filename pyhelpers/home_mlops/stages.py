@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from .bento import build_bento, import_model, model_version, render_source
 from .bento_image import render_context
-from .errors import BadInput
 from .imagebuild import INPUTS_LABEL, build_image
 from .labels import image_labels
 from .params import JobParams
@@ -75,11 +74,6 @@ def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str |
         "reused": info.reused,
         "pushed": bool(digest),
     }
-
-
-def require_app(params: JobParams) -> None:
-    if not params.app:
-        raise BadInput("APP_NAME is required for this command", "--app or APP_NAME")
 
 
 def deploy_stage(params: JobParams, resolved: ResolvedModel, *, port: int) -> dict:
