@@ -227,8 +227,13 @@ def main() -> int:
                 targets.pop("mlflow serve")
 
             res["results"] = {}
+            # All latencies first: after a burst of load, BentoML's adaptive batching keeps
+            # waiting for batch-mates (seen: ~28 ms per sequential request, direct or through
+            # the gateway), so a latency measured after a throughput run of another target
+            # would charge that wait to whichever target came second.
+            lats = {name: latency(url, body, args.warmup, args.requests) for name, (url, body, _) in targets.items()}
             for name, (url, body, _) in targets.items():
-                lat = latency(url, body, args.warmup, args.requests)
+                lat = lats[name]
                 tp = (throughput_wrk(url, body, args.connections, args.seconds, tmp) if use_wrk
                       else throughput_py(url, body, args.connections, args.seconds))
                 res["results"][name] = {"latency": lat, "throughput": tp}
