@@ -25,4 +25,4 @@ bench: platform
 	.venv/bin/python bench/bench_switch.py
 
 clean:
-	rm -rf .home-mlops build out
+	rm -rf home-mlops-state .home-mlops build out

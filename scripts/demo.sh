@@ -13,11 +13,11 @@ ids=$(python "training/$APP/train.py" | grep -E '^(EXPERIMENT_ID|RUN_ID)=')
 EXPERIMENT_ID=$(sed -n 's/^EXPERIMENT_ID=//p' <<<"$ids")
 RUN_ID=$(sed -n 's/^RUN_ID=//p' <<<"$ids")
 export APP_NAME="$APP" EXPERIMENT_ID RUN_ID AR_NAME=127.0.0.1:5000/home-mlops
-home-mlops pipeline --json .home-mlops/demo-result.json
+home-mlops pipeline --json home-mlops-state/demo-result.json
 
 example=$(python - <<'PY'
 import json
-result = json.load(open(".home-mlops/demo-result.json"))
+result = json.load(open("home-mlops-state/demo-result.json"))
 example = json.load(open(result["resolve"]["local_path"] + "/input_example.json"))
 print(json.dumps({"dataframe_records": [dict(zip(example["columns"], row)) for row in example["data"]]}))
 PY

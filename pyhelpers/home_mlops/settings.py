@@ -7,6 +7,7 @@ the BentoML home and the build folders.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 STATE_ENV = "HOME_MLOPS_HOME"
@@ -27,7 +28,7 @@ def state_dir() -> Path:
         path = Path(env).expanduser()
     else:
         root = project_root()
-        path = root / ".home-mlops" if root else Path.home() / ".local/share/home-mlops"
+        path = root / "home-mlops-state" if root else Path.home() / ".local/share/home-mlops"
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 
@@ -47,9 +48,14 @@ def cache_dir() -> Path:
 
 
 def builds_dir() -> Path:
-    # Not under a dot-folder component relative to the build context, but the
-    # state folder itself may be hidden: BentoML only looks at paths inside the context.
-    path = state_dir() / "builds"
+    """Build folders. BentoML (1.4.34+) refuses a build context whose absolute path has a
+    hidden component ("Accessing hidden files is not allowed"), so a hidden state folder
+    (~/.local/share/...) builds under /var/tmp instead."""
+    state = state_dir()
+    if any(part.startswith(".") for part in state.parts):
+        path = Path(tempfile.gettempdir() if not Path("/var/tmp").is_dir() else "/var/tmp") / f"home-mlops-builds-{os.getuid()}"
+    else:
+        path = state / "builds"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
