@@ -56,3 +56,16 @@ def test_service_override_replaces_the_default(tmp_path, monkeypatch, trained_ru
     config = json.loads((other.folder / "home_mlops_service.json").read_text())
     assert [c["name"] for c in config["inputs"]] == [
         "sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def test_build_folders_avoid_hidden_paths(tmp_path, monkeypatch):
+    """BentoML refuses a build context with a hidden component anywhere in its path."""
+    from home_mlops import settings
+
+    monkeypatch.setenv("HOME_MLOPS_HOME", str(tmp_path / ".hidden" / "state"))
+    assert not any(part.startswith(".") for part in settings.builds_dir().parts)
+    monkeypatch.setenv("HOME_MLOPS_HOME", str(tmp_path / "visible"))
+    assert settings.builds_dir() == (tmp_path / "visible" / "builds").resolve()
+    monkeypatch.delenv("HOME_MLOPS_HOME")
+    if settings.project_root():
+        assert settings.state_dir().name == "home-mlops-state"
