@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -126,3 +127,15 @@ def state(tmp_path) -> Path:
 def copy_store(src: Path, dst: Path) -> None:
     """A private copy of a shared MLflow store (sqlite + artifacts) for tests that break things."""
     shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("cache", "bentoml", "builds"))
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
+    """Stop a server started with start_new_session=True, its workers included."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -5,9 +5,7 @@ that logged two models, the experiment/run ownership check, and an unreachable s
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, ROOT, cli_env
+from conftest import CLI, ROOT, cli_env, stop_process_group
 from test_resolve_nas import build_store, flat, local_store, resolve
 
 
@@ -53,15 +51,7 @@ def server(tmp_path_factory):
             time.sleep(1)
         yield url, root
     finally:
-        # Our own process group (start_new_session): the server and its workers.
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_group(proc, timeout=30)
         log.close()
 
 
