@@ -382,18 +382,22 @@ def _run(client, spec: dict, pair: _Pair):
     return container
 
 
+def _fail_if_stopped(container, what: str, secrets_: list[str], hint: str) -> None:
+    """A container that exited (or is crash-looping) fails the deploy with its last log lines."""
+    status, _ = _container_state(container)
+    if status in ("exited", "dead", "gone", "restarting"):
+        raise DeployFailed(
+            f"{what} (state {status}); its last log lines:\n" + _log_tail(container, secrets_=secrets_), hint=hint
+        )
+
+
 def _wait_ready(container, url: str, deadline: float, what: str, secrets_: list[str]) -> None:
     """Poll ``url`` until 200; fail early if the container exits."""
     last = "no answer yet"
     with _http() as http:
         while True:
-            status, _health = _container_state(container)
-            if status in ("exited", "dead", "gone", "restarting"):
-                raise DeployFailed(
-                    f"{what} ({container.name}) stopped before it was ready (state {status}); its last log lines:\n"
-                    + _log_tail(container, secrets_=secrets_),
-                    hint="fix the image for this run; the previous deployment is still serving",
-                )
+            _fail_if_stopped(container, f"{what} ({container.name}) stopped before it was ready", secrets_,
+                             "fix the image for this run; the previous deployment is still serving")
             try:
                 resp = http.get(url)
                 if resp.status_code == 200:
@@ -446,13 +450,8 @@ def _smoke(url: str, payload: dict, containers: list, secrets_: list[str]) -> No
 def _verify_public(container, port: int, deadline: float, secrets_: list[str]) -> None:
     """The new public gateway owns a listener on ``port`` and the port answers on fresh connections."""
     while True:
-        status, _ = _container_state(container)
-        if status in ("exited", "dead", "gone", "restarting"):
-            raise DeployFailed(
-                f"the new public gateway ({container.name}) stopped (state {status}); its last log lines:\n"
-                + _log_tail(container, secrets_=secrets_),
-                hint="the previous deployment is still serving",
-            )
+        _fail_if_stopped(container, f"the new public gateway ({container.name}) stopped", secrets_,
+                         "the previous deployment is still serving")
         holds = _holds_listener(container, port)
         if holds or holds is None:
             break
