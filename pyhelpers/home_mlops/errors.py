@@ -37,16 +37,34 @@ class HomeMlopsError(Exception):
         return "\n  ".join(parts)
 
 
-def _kind(code: ExitCode):
-    def make(what: str, expected: str = "", hint: str = "") -> HomeMlopsError:
-        return HomeMlopsError(what, expected, hint, code)
+class _Kind(HomeMlopsError):
+    """A kind of user error with a fixed exit code; a real class, so `except NotFound:` works."""
 
-    return make
+    CODE = ExitCode.INTERNAL
+
+    def __init__(self, what: str, expected: str = "", hint: str = "") -> None:
+        super().__init__(what, expected, hint, self.CODE)
 
 
-BadInput = _kind(ExitCode.BAD_INPUT)
-NotFound = _kind(ExitCode.NOT_FOUND)
-BuildFailed = _kind(ExitCode.BUILD_FAILED)
-PushFailed = _kind(ExitCode.PUSH_FAILED)
-DeployFailed = _kind(ExitCode.DEPLOY_FAILED)
-Unavailable = _kind(ExitCode.UNAVAILABLE)
+class BadInput(_Kind):
+    CODE = ExitCode.BAD_INPUT
+
+
+class NotFound(_Kind):
+    CODE = ExitCode.NOT_FOUND
+
+
+class BuildFailed(_Kind):
+    CODE = ExitCode.BUILD_FAILED
+
+
+class PushFailed(_Kind):
+    CODE = ExitCode.PUSH_FAILED
+
+
+class DeployFailed(_Kind):
+    CODE = ExitCode.DEPLOY_FAILED
+
+
+class Unavailable(_Kind):
+    CODE = ExitCode.UNAVAILABLE

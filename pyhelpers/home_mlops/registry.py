@@ -12,7 +12,7 @@ import os
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from . import console
-from .errors import PushFailed
+from .errors import HomeMlopsError, PushFailed
 from .imagebuild import INPUTS_LABEL
 from .platform import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
 
@@ -123,8 +123,8 @@ def _push_with_retries(ref: str, auth: dict | None) -> str:
     try:
         digest = _push_once(ref, auth)
     except _Transient as exc:
-        raise PushFailed(f"push of {ref} failed after retries: {exc}", hint="is the registry reachable?") from None
-    except PushFailed:
+        raise PushFailed(f"push of {ref} failed after retries: {exc}", hint=_push_hint(str(exc).lower())) from None
+    except HomeMlopsError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc).lower())) from None
