@@ -43,17 +43,17 @@ def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, A
     try:
         result = body()
     except HomeMlopsError as exc:
-        console.console.print(f"[bold red]error:[/] {exc}")
+        console.error(exc)
         write_json(json_path, {"command": name, "ok": False, "exit_code": int(exc.code), "error": str(exc)})
         raise typer.Exit(int(exc.code)) from None
     except KeyboardInterrupt:
-        console.console.print("[bold red]interrupted[/]")
+        console.error("interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - a bug: short message, traceback only on request
         if os.environ.get("HOME_MLOPS_DEBUG"):
             raise
-        console.console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+        console.internal_error(
+            f"{type(exc).__name__}: {exc}\n"
             "  this is a bug in home-mlops; run again with HOME_MLOPS_DEBUG=1 for the traceback"
         )
         write_json(

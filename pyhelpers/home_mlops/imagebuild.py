@@ -79,7 +79,7 @@ def build_image(context: Path, ref: str, labels: dict[str, str], *, what: str) -
     started = time.monotonic()
     log_tail: list[str] = []
     with Progress(
-        TextColumn("[cyan]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.description}", style="cyan", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(), console=console.console, transient=False,
     ) as progress:
         task = progress.add_task(f"building {what} image", total=None)
