@@ -1,5 +1,7 @@
 """Push images with auth and bounded retries; never show or store a password.
 
+Only trusted registries are contacted (trust.py): every function here that talks
+to a registry checks the image's host first, before any connection.
 Credentials come from REGISTRY_USER / REGISTRY_PASSWORD, else from the local
 platform's generated ones when pushing to it, else from the docker config
 (the SDK reads ~/.docker/config.json itself). They go to the daemon in the
@@ -8,6 +10,7 @@ request only: nothing is written to disk or to the result.
 from __future__ import annotations
 
 import os
+import re
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -15,22 +18,20 @@ from . import console
 from .errors import HomeMlopsError, PushFailed
 from .imagebuild import INPUTS_LABEL
 from .platform import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
-
+from .trust import require_trusted
 
 class _Transient(Exception):
     pass
 
 
-def registry_host(ref: str) -> str:
-    first = ref.split("/", 1)[0]
-    return first if ("." in first or ":" in first or first == "localhost") and "/" in ref else "docker.io"
-
-
 def auth_for(ref: str) -> dict | None:
+    """Credentials for ref's registry. Raises BadInput (exit 2) for an untrusted registry,
+    so no credential (and, since every contact starts here, no request) ever goes to one."""
+    host = require_trusted(ref)
     user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
     if user and password:
         return {"username": user, "password": password}
-    if registry_host(ref) == REGISTRY_ADDR and (platform_dir() / "registry" / "password").exists():
+    if host == REGISTRY_ADDR and (platform_dir() / "registry" / "password").exists():
         creds = registry_credentials()
         return {"username": creds.user, "password": creds.password}
     return None
@@ -46,18 +47,19 @@ def remote_digest(ref: str, auth: dict | None) -> str | None:
     """The digest the registry holds for ref, or None if the tag is not there."""
     import docker.errors
 
+    require_trusted(ref)
     client = docker_client()
     try:
         return client.api.inspect_distribution(ref, auth_config=auth)["Descriptor"]["digest"]
+    except docker.errors.NotFound:  # the daemon passes on the registry's 404 (manifest unknown)
+        return None
     except docker.errors.APIError as exc:
-        text = str(exc).lower()
-        if "manifest unknown" in text or "not found" in text or "404" in text:
-            return None
-        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(text)) from None
+        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc), exc.status_code)) from None
 
 
 def remote_inputs_digest(ref: str, auth: dict | None) -> str | None:
     """Pull the tag as it is in the registry and read our inputs label."""
+    require_trusted(ref)
     client = docker_client()
     repo, tag = ref.rsplit(":", 1)
     try:
@@ -110,7 +112,7 @@ def _push_once(ref: str, auth: dict | None) -> str:
             text = chunk["error"]
             if _is_transient(text):
                 raise _Transient(scrub(text, auth))
-            raise PushFailed(f"push of {ref} refused: {scrub(text, auth)}", hint=_push_hint(text.lower()))
+            raise PushFailed(f"push of {ref} refused: {scrub(text, auth)}", hint=_push_hint(text))
         aux = chunk.get("aux") or {}
         digest = aux.get("Digest", digest)
     if not digest:
@@ -119,31 +121,54 @@ def _push_once(ref: str, auth: dict | None) -> str:
 
 
 def _push_with_retries(ref: str, auth: dict | None) -> str:
+    require_trusted(ref)
     console.step(f"pushing {ref}")
     try:
         digest = _push_once(ref, auth)
     except _Transient as exc:
-        raise PushFailed(f"push of {ref} failed after retries: {exc}", hint=_push_hint(str(exc).lower())) from None
+        raise PushFailed(f"push of {ref} failed after retries: {exc}", hint=_push_hint(str(exc))) from None
     except HomeMlopsError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc).lower())) from None
+        raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc), getattr(exc, "status_code", None))) from None
     console.ok(f"pushed {ref} ({digest})")
     return digest
 
 
-def _is_transient(text: str) -> bool:
+# What went wrong, from structured information first. The daemon passes a registry's
+# answer on as the API status when it has one (404 manifest unknown, 401 refused
+# credentials); errors inside a push stream and connection failures reach us only as
+# the daemon's message, which carries the registry's status as "HTTP status: NNN" and
+# Go's network errors in fixed words.
+_HTTP_STATUS = re.compile(r"HTTP status: ([1-5][0-9]{2})\b")
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+_UNREACHABLE = ("connection refused", "no such host", "timeout", "connection reset by peer")
+_REFUSED_CREDENTIALS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
+
+
+def _registry_status(text: str, status: int | None = None) -> int | None:
+    match = _HTTP_STATUS.search(text)
+    return int(match[1]) if match else status
+
+
+def _unreachable(text: str) -> bool:
     lowered = text.lower()
-    return any(s in lowered for s in ("connection refused", "timeout", "503", "502", "connection reset", "eof"))
+    return any(s in lowered for s in _UNREACHABLE) or lowered.rstrip().endswith(": eof")
+
+
+def _is_transient(text: str) -> bool:
+    status = _registry_status(text)
+    return status in _RETRY_STATUSES if status else _unreachable(text)
 
 
 def _describe(exc: Exception, ref: str, auth: dict | None) -> str:
     return f"registry error for {ref}: {scrub(str(exc), auth)[:300]}"
 
 
-def _push_hint(lowered: str) -> str:
-    if "unauthorized" in lowered or "authentication" in lowered or "no basic auth" in lowered or "denied" in lowered:
+def _push_hint(text: str, status: int | None = None) -> str:
+    status = _registry_status(text, status)
+    if status in (401, 403) or any(s in text.lower() for s in _REFUSED_CREDENTIALS):
         return "check REGISTRY_USER / REGISTRY_PASSWORD (or the Jenkins credentials id) for this registry"
-    if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered:
+    if _unreachable(text) or status in _RETRY_STATUSES:
         return "the registry is unreachable: check AR_NAME and that the registry is up (home-mlops platform up)"
     return "see the message above"
