@@ -18,13 +18,21 @@ def render_dockerfile(app: str, base_image: str, model_tag: str) -> str:
     return env.from_string(template).render(app=app, base_image=base_image, model_tag=model_tag)
 
 
+def lock_text(requirements: list[str], pinned: list[str]) -> str:
+    """The lock file: hash-pinned lines (the image's pip runs in hash-checking mode), headed by
+    the model requirements that had no version of their own (pinned here by the resolver)."""
+    unpinned = [r for r in requirements if "==" not in r]
+    header = f"# unpinned in the model, pinned by this lock: {', '.join(unpinned)}\n" if unpinned else ""
+    return header + "\n".join(pinned) + "\n"
+
+
 def render_context(context: Path, app: str, source: BentoSource, bento, model, base_image: str, requirements: list[str]) -> Path:
     """Write the folder `docker build` reads. Replaced whole on every build."""
     if context.exists():
         shutil.rmtree(context)
     context.mkdir(parents=True)
     pinned = lock(image_requirements(requirements, [f"bentoml=={metadata.version('bentoml')}"]))
-    (context / "requirements.lock").write_text("\n".join(pinned) + "\n")
+    (context / "requirements.lock").write_text(lock_text(requirements, pinned))
     fetch_wheels(pinned, context / "wheels")
     # The service source from the built Bento, minus the model tag (it is an ENV in the
     # Dockerfile), so this layer stays identical across runs of one app.

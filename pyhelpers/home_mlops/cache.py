@@ -23,18 +23,26 @@ _TMP = re.compile(r"^\.tmp-(?P<pid>\d+)-")
 
 
 def _safe_key(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:200]
+    """A folder name that is always a child of the cache root: never '.', '..', hidden or a temp name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:200]
+    return safe if safe and safe[0] not in "._-" else f"_{safe}"[:200]
+
+
+def source_key(source: str, key: str) -> str:
+    """A cache key scoped to where the model came from (tracking URI or NAS root), so a model on
+    one source can never fill or claim the entry of a model with the same id on another."""
+    return f"{hashlib.sha256(source.encode()).hexdigest()[:16]}-{key}"
 
 
 def file_digests(folder: Path) -> dict[str, str]:
     digests = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.name != MANIFEST:
-            digests[path.relative_to(folder).as_posix()] = _sha256(path)
+            digests[path.relative_to(folder).as_posix()] = sha256_file(path)
     return digests
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -56,7 +64,11 @@ class ModelCache:
         return self.root / _safe_key(key)
 
     def lookup(self, key: str) -> dict | None:
-        """The manifest of a complete entry, or None (a damaged entry is removed)."""
+        """The manifest of an intact entry, or None (a damaged or forged entry is removed).
+
+        Every hit hashes the files again: an entry whose files differ from its
+        manifest (edited, truncated, or a manifest written by someone else) is
+        never used."""
         folder = self.entry(key)
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
@@ -66,10 +78,15 @@ class ModelCache:
         try:
             manifest = json.loads(manifest_path.read_text())
             files = manifest["files"]
-            complete = isinstance(files, dict) and all((folder / rel).is_file() for rel in files)
-        except (ValueError, TypeError, KeyError):
-            complete = False
-        if not complete:  # damaged: drop it, the caller downloads again
+            intact = (
+                isinstance(files, dict)
+                and not any(p.is_symlink() for p in folder.rglob("*"))  # before reading any file
+                and file_digests(folder) == files
+                and manifest.get("content_digest") == content_digest(files)
+            )
+        except (ValueError, TypeError, KeyError, AttributeError, OSError):
+            intact = False
+        if not intact:  # damaged or forged: drop it, the caller downloads again
             shutil.rmtree(folder, ignore_errors=True)
             return None
         return manifest

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from .errors import NotFound, Unavailable
+from .errors import BadInput, NotFound, Unavailable
 from .mlflow_errors import translate_errors
+from .mlmodel import MODEL_ID, checked_id
+from .params import validate_model_name
 
 # Bounded retries for an unreachable tracking server instead of MLflow's minutes-long default.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -40,6 +42,43 @@ class ModelLocation:
     @property
     def cache_key(self) -> str:
         return self.model_id or f"run-{self.run_id}-{self.name.replace('/', '_')}"
+
+
+def local_folder(uri: str) -> Path | None:
+    """The local folder of a file:// (or plain path) artifact URI, None for remote stores."""
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri) if uri.startswith("/") else None
+
+
+def check_tree_inside(folder: Path, root: Path) -> None:
+    """Refuse a model folder that reaches outside itself through a symlink, before anything is copied.
+
+    MLflow's local artifact repository copies with shutil (following links), so
+    a link to /etc/... would otherwise land in the cache and in the image. The
+    folder itself must lie inside ``root`` (the NAS root) once resolved."""
+    real_root = root.resolve()
+    real = folder.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise BadInput(
+            f"model folder {folder} resolves to {real}, outside the artifact root {root}",
+            "a model folder that is a real folder under the artifact root",
+            "remove the symlink and log the model again",
+        )
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                continue
+            target = path.resolve()
+            if path.is_dir() or (target != real and real not in target.parents):
+                raise BadInput(
+                    f"model file {path.relative_to(folder)} is a symlink to {os.readlink(path)!r}, "
+                    "which leads out of the model folder" if not path.is_dir() else
+                    f"model folder {path.relative_to(folder)} is a symlink to a folder",
+                    "regular files and folders inside the model folder",
+                    "remove the symlink and log the model again",
+                )
 
 
 # --------------------------------------------------------------------------- tracking
@@ -118,6 +157,9 @@ class TrackingFinder:
     def download(self, location: ModelLocation, dst: Path) -> Path:
         import mlflow.artifacts
 
+        folder = local_folder(location.artifact_uri)
+        if folder is not None and folder.is_dir():
+            check_tree_inside(folder, folder)
         with translate_errors(f"tracking server {self.tracking_uri}"):
             dst.mkdir(parents=True, exist_ok=True)
             local = mlflow.artifacts.download_artifacts(
@@ -164,23 +206,37 @@ class NasFinder:
     def _dirs(self, path: str) -> list[str]:
         return [e.path for e in self.repo.list_artifacts(path) if e.is_dir]
 
+    def _local(self, rel: str) -> Path | None:
+        root = local_folder(self.root_uri)
+        return root / rel if root is not None else None
+
     def _read_mlmodel(self, folder: str) -> dict | None:
+        local = self._local(f"{folder}/MLmodel")
+        if local is not None and (local.is_symlink() or not local.is_file()):
+            return None  # no MLmodel, or a link to somewhere else: not read, not a model
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 local = self.repo.download_artifacts(f"{folder}/MLmodel", tmp)
             except Exception:  # a folder without MLmodel: not a model
                 return None
-            return yaml.safe_load(Path(local).read_text()) or {}
+            try:
+                data = yaml.safe_load(Path(local).read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError):
+                return None
+            return data if isinstance(data, dict) else None
 
     def _model_name(self, model_dir: str) -> str | None:
         """A file store keeps the logged model's name in meta.yaml; a SQL store keeps it in
         its database, out of our reach: then only the model id can pick the model."""
+        local = self._local(f"{model_dir}/meta.yaml")
+        if local is not None and local.is_symlink():
+            return None
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 meta = yaml.safe_load(Path(self.repo.download_artifacts(f"{model_dir}/meta.yaml", tmp)).read_text())
             except Exception:  # noqa: BLE001 - no meta.yaml: fine
                 return None
-        return (meta or {}).get("name")
+        return _valid_name(meta.get("name") if isinstance(meta, dict) else None)
 
     def _models_in(self, experiment_id: str, run_id: str | None) -> list[ModelLocation]:
         found = []
@@ -190,10 +246,10 @@ class NasFinder:
                 found.append(
                     ModelLocation(
                         experiment_id=experiment_id,
-                        run_id=mlmodel.get("run_id", ""),
+                        run_id=checked_id(mlmodel, "run_id") or "",
                         artifact_uri=f"{model_dir}/artifacts",
-                        model_id=mlmodel.get("model_id") or model_dir.rsplit("/", 1)[-1],
-                        name=self._model_name(model_dir) or mlmodel.get("name") or "model",
+                        model_id=_folder_model_id(model_dir, mlmodel),
+                        name=self._model_name(model_dir) or _valid_name(mlmodel.get("name")) or "model",
                         created=_created_ms(mlmodel),
                     )
                 )
@@ -245,9 +301,40 @@ class NasFinder:
         return None
 
     def download(self, location: ModelLocation, dst: Path) -> Path:
+        folder = self._local(location.artifact_uri)
+        if folder is not None:
+            check_tree_inside(folder, local_folder(self.root_uri))
         with translate_errors(f"NAS {self.nas}"):
             dst.mkdir(parents=True, exist_ok=True)
             return Path(self.repo.download_artifacts(location.artifact_uri, str(dst)))
+
+
+def _valid_name(name: object) -> str | None:
+    """A model name read from a file, kept only when it is a valid --model-name (else None)."""
+    try:
+        return validate_model_name(name) if isinstance(name, str) else None
+    except BadInput:
+        return None
+
+
+def _folder_model_id(model_dir: str, mlmodel: dict) -> str:
+    """MLflow 3 names a logged model's folder by its id: the folder is the id, and an MLmodel
+    that claims another id (or none that is valid) is refused, not believed."""
+    folder_id = model_dir.rsplit("/", 1)[-1]
+    claimed = checked_id(mlmodel, "model_id")
+    if not MODEL_ID.fullmatch(folder_id):
+        raise BadInput(
+            f"model folder {model_dir} is not named like a logged model (m-<32 hex>)",
+            "<NAS>/<experiment_id>/models/m-<id>/artifacts/MLmodel, as MLflow 3 writes it",
+            "point NAS at the artifact root MLflow wrote; do not rename model folders",
+        )
+    if claimed is not None and claimed != folder_id:
+        raise BadInput(
+            f"MLmodel field model_id = {claimed!r} does not match its folder {folder_id!r}",
+            "the id of the logged model whose folder holds the MLmodel",
+            "the model folder was copied or edited by hand: log the model again",
+        )
+    return folder_id
 
 
 def _created_ms(mlmodel: dict) -> int:

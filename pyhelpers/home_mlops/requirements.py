@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from importlib import metadata
+from typing import NamedTuple
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+
+from .errors import BadInput
 
 # Heavy frameworks: kept only when the model's flavor uses them. MLflow records
 # whatever was imported while training, and e.g. torch for a scikit-learn model
@@ -42,7 +45,6 @@ TRAINING_ONLY = {
     "mypy", "flake8", "pylint", "nvidia-ml-py", "psutil", "tqdm", "matplotlib",
     "seaborn", "home-mlops",
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _installed_version(name: str) -> str | None:
@@ -52,13 +54,66 @@ def _installed_version(name: str) -> str | None:
         return None
 
 
-def clean_requirements(lines: list[str], flavors: list[str]) -> tuple[list[str], list[str]]:
-    """Return (kept, dropped) requirement strings, kept ones pinned with '=='.
+class CleanRequirements(NamedTuple):
+    kept: list[str]  # pinned '==' where a version is known, sorted
+    dropped: list[str]  # training-only tools and frameworks the flavor does not load
+    unpinned: list[str]  # names the model did not pin (the image lock pins them, with hashes)
+
+
+# A name pip would read as a local file (`pkg.whl`, `pkg.tar.gz`): refused like a path.
+_ARCHIVE = re.compile(r"\.(whl|zip|tar|tgz|tar\.gz|tar\.bz2|tbz|tar\.xz|txz|egg)$", re.I)
+# Printable ASCII without '$' (pip expands ${VAR} in requirement files) or '\\' (line continuation).
+_SAFE_LINE = re.compile(r"^[\x20-\x7e]*$")
+# pip's own rule: '#' at the start or after blanks starts a comment ('numpy#x' is not one).
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+def _refuse(source: str, number: int, line: str, why: str) -> BadInput:
+    shown = line if len(line) <= 120 else line[:117] + "..."
+    return BadInput(
+        f"{source} line {number}: {shown!r} is {why}; model requirements may only name packages from the index",
+        "one 'name[extras] <version specifiers> [; marker]' per line, e.g. scikit-learn==1.5.2 "
+        "(no URLs, paths, VCS links, editables or pip options: those run code on the build host)",
+        "log the model again with pip_requirements that name published packages "
+        "(publish private code as a wheel on the package index)",
+    )
+
+
+def parse_line(raw: str, number: int, source: str) -> Requirement | None:
+    """One line of a model's requirements.txt as a Requirement, None for blank/comment lines.
+
+    Refuses (BadInput) everything pip would fetch from somewhere other than the
+    index or read as an instruction: direct references, paths, VCS URLs,
+    editables, option lines, and lines that do not parse."""
+    line = _COMMENT.sub("", raw).strip()
+    if not line:
+        return None
+    if line.startswith("-"):
+        why = "an editable install" if line.startswith(("-e", "--editable")) else "a pip option line"
+        raise _refuse(source, number, line, why)
+    if not _SAFE_LINE.match(line) or "$" in line or "\\" in line:
+        raise _refuse(source, number, line, "not plain text (control characters, '$' or '\\')")
+    try:
+        req = Requirement(line)
+    except InvalidRequirement:
+        kind = "a VCS URL" if re.match(r"^(git|hg|svn|bzr)\+", line) else (
+            "a path or URL" if "/" in line else "not a valid requirement")
+        raise _refuse(source, number, line, kind) from None
+    if req.url:
+        raise _refuse(source, number, line, "a direct reference (name @ url)")
+    if _ARCHIVE.search(req.name):
+        raise _refuse(source, number, line, "a file name (pip would install the local file)")
+    return req
+
+
+def clean_requirements(lines: list[str], flavors: list[str], source: str = "requirements.txt") -> CleanRequirements:
+    """Keep what serving needs, pinned with '=='; refuse lines that could run code.
 
     Dropped: tools that only training uses, and ML frameworks the flavor does not load.
 
     A requirement with no pin gets the version installed here, if any; one
-    that cannot be pinned is kept as written (the caller warns)."""
+    that cannot be pinned is kept as written (the lock pins it, with hashes).
+    ``source`` names the model file in errors."""
     wanted_frameworks: set[str] = set()
     for flavor in flavors:
         wanted_frameworks |= FLAVOR_PACKAGES.get(flavor, set())
@@ -66,17 +121,11 @@ def clean_requirements(lines: list[str], flavors: list[str]) -> tuple[list[str],
         wanted_frameworks = set(FRAMEWORKS)  # a flavor we don't know: keep every framework
     kept: list[str] = []
     dropped: list[str] = []
+    unpinned: list[str] = []
     seen: set[str] = set()
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            if line:
-                dropped.append(line)
-            continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            dropped.append(line)
+    for number, raw in enumerate(lines, start=1):
+        req = parse_line(raw, number, source)
+        if req is None:
             continue
         name = canonicalize_name(req.name)
         if name in seen:
@@ -85,8 +134,10 @@ def clean_requirements(lines: list[str], flavors: list[str]) -> tuple[list[str],
         if name in TRAINING_ONLY or (name in FRAMEWORKS and name not in wanted_frameworks):
             dropped.append(str(req))
             continue
+        if not any(s.operator in ("==", "===") for s in req.specifier):
+            unpinned.append(req.name)
         kept.append(_pin(req))
-    return sorted(kept, key=str.lower), dropped
+    return CleanRequirements(sorted(kept, key=str.lower), dropped, sorted(unpinned, key=str.lower))
 
 
 def _pin(req: Requirement) -> str:

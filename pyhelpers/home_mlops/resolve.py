@@ -12,10 +12,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import console, settings
-from .cache import ModelCache
+from .cache import ModelCache, source_key
 from .errors import NotFound
 from .locate import ModelLocation, NasFinder, TrackingFinder
-from .mlmodel import flavors, input_example, parse_signature, python_version, read_mlmodel, requirement_lines
+from .mlmodel import (
+    check_model_paths, checked_id, flavors, input_example, parse_signature, python_version, read_mlmodel,
+    requirement_lines,
+)
 from .requirements import clean_requirements
 
 
@@ -33,6 +36,7 @@ class ResolvedModel(BaseModel):
     python_version: str | None
     requirements: list[str]
     dropped_requirements: list[str]
+    unpinned_requirements: list[str]  # named without a version by the model; the image lock pins them
     content_digest: str
     local_path: str
     cache_hit: bool
@@ -76,23 +80,29 @@ def resolve(
     location = choose(finder.find(experiment_id, run_id), model_name, run_id)
 
     cache = cache or ModelCache()
-    manifest = cache.lookup(location.cache_key)
+    source = finder.root_uri if nas else finder.tracking_uri
+    key = source_key(source, location.cache_key)
+    manifest = cache.lookup(key)
     hit = manifest is not None
     if hit:
-        console.ok(f"model {location.cache_key} already in the cache")
+        console.ok(f"model {location.cache_key} already in the cache (hashes verified)")
     else:
         console.step(f"downloading {location.model_uri} into the cache")
         manifest = cache.fill(
-            location.cache_key,
+            key,
             lambda dst: finder.download(location, dst),
-            {"model_uri": location.model_uri, "artifact_uri": location.artifact_uri},
+            {"model_uri": location.model_uri, "artifact_uri": location.artifact_uri, "source": source},
         )
-    local = cache.entry(location.cache_key)
+    local = cache.entry(key)
     mlmodel = read_mlmodel(local)
-    if mlmodel.get("run_id") and mlmodel["run_id"] != run_id:
-        raise NotFound(f"model {location.model_uri} was logged by run {mlmodel['run_id']}, not {run_id}")
+    logged_by = checked_id(mlmodel, "run_id")
+    if logged_by and logged_by != run_id:
+        raise NotFound(f"model {location.model_uri} was logged by run {logged_by}, not {run_id}")
+    check_model_paths(local, mlmodel)
     model_flavors = flavors(mlmodel)
-    kept, dropped = clean_requirements(requirement_lines(local), model_flavors)
+    reqs = clean_requirements(
+        requirement_lines(local), model_flavors, f"the model's requirements.txt ({location.model_uri})"
+    )
     return ResolvedModel(
         experiment_id=experiment_id,
         run_id=run_id,
@@ -105,8 +115,9 @@ def resolve(
         signature=parse_signature(mlmodel),
         input_example=input_example(local, mlmodel),
         python_version=python_version(local, mlmodel),
-        requirements=kept,
-        dropped_requirements=dropped,
+        requirements=reqs.kept,
+        dropped_requirements=reqs.dropped,
+        unpinned_requirements=reqs.unpinned,
         content_digest=manifest["content_digest"],
         local_path=str(Path(local)),
         cache_hit=hit,

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -29,6 +28,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from ..errors import BadInput, BuildFailed, NotFound
+from ..pip import run_pip
 from .spec import SPEC_FILENAME, GatewaySpec, SpecError, records_from_example, spec_from_mlmodel
 
 __all__ = [
@@ -61,22 +61,34 @@ _BASE_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 
 
 def read_input_example(model_dir: Path, mlmodel: Mapping[str, Any]) -> Any:
-    """The parsed input example saved with the model, or None when there is none."""
+    """The parsed input example saved with the model, or None when there is none.
+
+    Paths the MLmodel names must stay inside the model folder (exit 2 naming the field)."""
+    from ..mlmodel import model_file
+
     info = mlmodel.get("saved_input_example_info") or {}
-    names = [info.get("artifact_path"), "input_example.json", "serving_input_example.json"]
-    for name in names:
-        if not name:
+    if not isinstance(info, Mapping):
+        info = {}
+    if info.get("serving_input_path") is not None:  # not read here, but never a path out of the model
+        model_file(Path(model_dir), info["serving_input_path"], "saved_input_example_info.serving_input_path")
+    candidates = [
+        (info.get("artifact_path"), "saved_input_example_info.artifact_path"),
+        ("input_example.json", "input_example.json"),
+        ("serving_input_example.json", "serving_input_example.json"),
+    ]
+    for name, field in candidates:
+        if name is None:
             continue
-        path = Path(model_dir) / name
+        path = model_file(Path(model_dir), name, field)
         if path.is_file():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
                 raise BadInput(
-                    f"the model's input example {path} is not valid JSON: {exc}",
+                    f"the model's input example {path.name} is not valid JSON: {str(exc)[:200]}",
                     "the JSON file MLflow wrote with the model",
                     "log the model again with an input_example, or remove the broken file",
-                ) from exc
+                ) from None
     return None
 
 
@@ -193,9 +205,7 @@ def ensure_wheels(pins: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
         return found
     req_file = cache_dir / ".requirements-download.txt"
     req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
-    argv = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
-            "--disable-pip-version-check", "-d", str(cache_dir), "-r", str(req_file)]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
     req_file.unlink(missing_ok=True)
     found, missing = _find_wheels(cache_dir, pins)
     if proc.returncode != 0 or missing:
