@@ -10,7 +10,8 @@ They follow the runtime contract of the real images:
   so a test can tell which run answered. ``STANDIN_MODE``: ``ok`` (default),
   ``fail500`` (/predict answers 500), ``never-ready`` (/readyz answers 503),
   ``crash`` (exits at once). ``STANDIN_READY_DELAY`` seconds before ready.
-* gateway: HOME_MLOPS_UPSTREAM_URL, HOME_MLOPS_GATEWAY_HOST/PORT, a
+* gateway: HOME_MLOPS_UPSTREAM_URL, HOME_MLOPS_GATEWAY_HOST/PORT, every answer
+  carries ``X-Home-Mlops-Deploy-Id: $HOME_MLOPS_DEPLOY_ID`` (when set), a
   SO_REUSEPORT listener; on SIGTERM it closes the listener, answers in-flight
   requests (with ``Connection: close``), closes idle keep-alive connections
   and exits. ``GET /healthz``, ``GET /readyz`` (200 iff upstream ready),
@@ -92,6 +93,7 @@ UP = os.environ.get("HOME_MLOPS_UPSTREAM_URL", "http://127.0.0.1:3000").rstrip("
 HOST = os.environ.get("HOME_MLOPS_GATEWAY_HOST", "127.0.0.1")
 PORT = int(os.environ.get("HOME_MLOPS_GATEWAY_PORT", "8000"))
 GRACE = float(os.environ.get("HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT", "8"))
+DEPLOY_ID = os.environ.get("HOME_MLOPS_DEPLOY_ID", "")
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 draining = threading.Event()
 lock = threading.Lock()
@@ -136,6 +138,8 @@ class H(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if DEPLOY_ID:
+            self.send_header("X-Home-Mlops-Deploy-Id", DEPLOY_ID)
         if draining.is_set():
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -222,6 +226,30 @@ print(f"stand-in gateway on {HOST}:{PORT} -> {UP}", flush=True)
 server.serve_forever(poll_interval=0.1)
 threading.Event().wait()  # the drain thread ends the process
 '''
+
+
+B_PORTS = range(18200, 18300)  # helper B's test and bench ports (tests never use another range)
+
+
+def free_test_port(ports: range = B_PORTS, exclude: frozenset[int] = frozenset()) -> int:
+    """A port of ``ports`` that nothing listens on (any address) and no home-mlops container claims."""
+    import random
+    import socket
+
+    import docker
+
+    claimed = {c.labels.get("io.homemlops.port") for c in docker.from_env().containers.list(
+        all=True, filters={"label": "io.homemlops.port"})}
+    choices = [p for p in ports if str(p) not in claimed and p not in exclude]
+    random.shuffle(choices)
+    for port in choices:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def _context_tar(files: dict[str, str]) -> io.BytesIO:

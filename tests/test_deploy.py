@@ -73,7 +73,7 @@ def real_gateway(docker_images):
         from home_mlops.platform import BASE_IMAGE
 
         mlmodel = {"signature": {"inputs": json.dumps([{"type": "double", "name": "x", "required": True}])}}
-        spec = spec_from_mlmodel(mlmodel, {"columns": ["x"], "data": [[1.0]]}, app="t-deploy-real", experiment_id=EXP)
+        spec = spec_from_mlmodel(mlmodel, {"columns": ["x"], "data": [[1.0]]}, app="hmt-b-real", experiment_id=EXP)
         with tempfile.TemporaryDirectory(prefix="real-gw-") as tmp:
             ctx = render_gateway_context(Path(tmp) / "ctx", spec, BASE_IMAGE,
                                          Path(tempfile.gettempdir()) / "home-mlops-test-wheels", {}, None)
@@ -88,17 +88,17 @@ def real_gateway(docker_images):
 
 
 @pytest.fixture
-def app(docker_images):
-    name = f"t-deploy-{secrets.token_hex(3)}"
+def app(docker_images, state_dir):
+    name = f"hmt-b-{secrets.token_hex(3)}"
     yield name
-    dp.undeploy(name)
+    dp.undeploy(name, state_base=state_dir)
     leftovers = docker_images["client"].containers.list(all=True, filters={"label": f"{dp.LABEL_APP}={name}"})
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
 
 
 @pytest.fixture
 def port():
-    return dp._free_port()
+    return fx.free_test_port()
 
 
 @pytest.fixture
@@ -106,11 +106,10 @@ def state_dir(tmp_path):
     return tmp_path / "deploy-state"
 
 
-def _deploy(app, run_id, images, port, state_dir, bento="bento", **kw):
-    kw.setdefault("smoke_payload", SMOKE)
-    kw.setdefault("timeout", 60)
-    return dp.deploy(app, EXP, run_id, f"m-{run_id[:6]}", images[bento], images["gateway"], port=port,
-                     state_base=state_dir, **kw)
+def _deploy(app, run_id, images, port, state_dir, bento="bento", smoke=SMOKE, timeout=60, bind="0.0.0.0", **kw):
+    release = dp.Release(app, EXP, run_id, f"m-{run_id[:6]}", images[bento], images["gateway"], smoke)
+    settings = dp.DeploySettings(port=port, bind=bind, ready_timeout=timeout, memory="256m", cpus=0.5)
+    return dp.deploy(release, settings, state_base=state_dir, **kw)
 
 
 def _predict(port: int) -> list:
@@ -131,7 +130,8 @@ def _containers(images, app, **labels):
 
 def test_first_deploy_serves_labels_compose_status(docker_images, app, port, state_dir):
     res = _deploy(app, RUN_A, docker_images, port, state_dir)
-    assert res.url == f"http://127.0.0.1:{port}" and res.previous_run_id is None and res.run_id == RUN_A
+    assert res.url == f"http://{socket.gethostname()}:{port}" and res.local_url == f"http://127.0.0.1:{port}"
+    assert res.port == port and res.bind == "0.0.0.0" and res.previous_run_id is None and res.run_id == RUN_A
 
     preds = _predict(port)
     assert [p["run_id"] for p in preds] == [RUN_A, RUN_A]
@@ -147,6 +147,9 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
         assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
         assert host_config["Memory"] > 0 and host_config["NanoCpus"] > 0
         assert c.attrs["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    # the settings reach the model server; the gateway keeps its own fixed limits
+    assert bento.attrs["HostConfig"]["Memory"] == 256 * 1024**2 and bento.attrs["HostConfig"]["NanoCpus"] == 5 * 10**8
+    assert gw.attrs["HostConfig"]["Memory"] == 512 * 1024**2
     assert gw.labels[dp.LABEL_PORT] == str(port) and gw.labels[dp.LABEL_SLOT] == "public"
     assert bento.labels[dp.LABEL_PORT] == str(res.bento_port) and 3000 <= res.bento_port <= 3999
     assert c.name.startswith(f"hm-{app}-bento-{RUN_A[:8]}-")
@@ -160,6 +163,8 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
     assert gsvc["network_mode"] == bsvc["network_mode"] == "host"
     assert gsvc["environment"]["HOME_MLOPS_UPSTREAM_URL"] == f"http://127.0.0.1:{res.bento_port}"
     assert gsvc["environment"]["HOME_MLOPS_GATEWAY_PORT"] == str(port)
+    assert gsvc["environment"]["HOME_MLOPS_GATEWAY_HOST"] == "0.0.0.0" and bsvc["environment"]["BENTOML_HOST"] == "127.0.0.1"
+    assert bsvc["mem_limit"] == "256m" and bsvc["cpus"] == 0.5 and gsvc["mem_limit"] == "512m"
     assert bsvc["environment"]["BENTOML_PORT"] == str(res.bento_port)
     assert gsvc["labels"][dp.LABEL_RUN] == RUN_A and gsvc["container_name"] == res.gateway_container
 
@@ -170,7 +175,8 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
     [st] = dp.status(app)
     assert st["run_id"] == RUN_A and st["gateway_container"] == res.gateway_container
     assert st["bento_container"] == res.bento_container and st["bento_image"] == docker_images["bento"]
-    assert st["gateway_ready"] and st["bento_ready"] and st["gateway_state"] == "running"
+    assert st["gateway_ready"] and st["bento_ready"] and st["gateway_state"] == "running" and st["ready"]
+    assert st["port"] == port and st["url"] == res.url and st["deployed_at"] and st["model_id"] == f"m-{RUN_A[:6]}"
     assert any(s["app"] == app for s in dp.status())
 
 
@@ -281,9 +287,10 @@ def test_port_held_by_another_apps_gateway(docker_images, app, port, state_dir):
         with pytest.raises(HomeMlopsError) as info:
             _deploy(app, RUN_A, docker_images, port, state_dir)
         assert info.value.code == ExitCode.DEPLOY_FAILED and f"app '{other}'" in str(info.value)
+        assert RUN_C in str(info.value) and "nothing was started" in str(info.value)
         assert _containers(docker_images, app) == []
     finally:
-        dp.undeploy(other)
+        dp.undeploy(other, state_base=state_dir)
 
 
 def test_rollback_returns_to_previous_run(docker_images, app, port, state_dir):
@@ -295,7 +302,7 @@ def test_rollback_returns_to_previous_run(docker_images, app, port, state_dir):
     _deploy(app, RUN_B, docker_images, port, state_dir)
     assert _predict(port)[0]["run_id"] == RUN_B
 
-    res = dp.rollback(app, state_base=state_dir, timeout=60)
+    res = dp.rollback(app, state_base=state_dir)
     assert res.run_id == RUN_A and res.previous_run_id == RUN_B
     assert [p["run_id"] for p in _predict(port)] == [RUN_A, RUN_A]
     history = deploy_state.read_history(app, state_dir)
@@ -323,8 +330,8 @@ def test_missing_image_in_registry_is_not_found(docker_images, app, port, state_
     registry, auth = _registry_or_skip()
     missing = f"{registry}/home-mlops-test/{app}-bento:{secrets.token_hex(4)}"
     with pytest.raises(HomeMlopsError) as info:
-        dp.deploy(app, EXP, RUN_A, "m-1", missing, docker_images["gateway"], port=port,
-                  registry_auth=auth, smoke_payload=SMOKE, state_base=state_dir)
+        dp.deploy(dp.Release(app, EXP, RUN_A, "m-1", missing, docker_images["gateway"], SMOKE),
+                  dp.DeploySettings(port=port), registry_auth=auth, state_base=state_dir)
     assert info.value.code == ExitCode.NOT_FOUND == 3
     assert missing in str(info.value) and auth["password"] not in str(info.value)
     assert _containers(docker_images, app) == []
@@ -340,11 +347,13 @@ def test_image_is_pulled_from_registry_with_auth(docker_images, app, port, state
         assert "error" not in line, line
     client.images.remove(ref)  # only the tag: the pull must fetch it back through the registry
     try:
-        res = dp.deploy(app, EXP, RUN_A, "m-1", ref, docker_images["gateway"], port=port,
-                        registry_auth=auth, smoke_payload=SMOKE, state_base=state_dir, timeout=60)
+        res = dp.deploy(dp.Release(app, EXP, RUN_A, "m-1", ref, docker_images["gateway"], SMOKE),
+                        dp.DeploySettings(port=port, ready_timeout=60), registry_auth=auth, state_base=state_dir)
         assert res.bento_image == ref and _predict(port)[0]["run_id"] == RUN_A
+        [st] = dp.status(app)
+        assert st["bento_image"] == ref and st["bento_digest"].startswith("sha256:")
     finally:
-        dp.undeploy(app)
+        dp.undeploy(app, state_base=state_dir)
         try:
             client.images.remove(ref)
         except Exception:  # noqa: BLE001
@@ -352,9 +361,11 @@ def test_image_is_pulled_from_registry_with_auth(docker_images, app, port, state
 
 
 def test_count_records_shapes():
-    assert dp._count_records({"dataframe_records": [{}, {}]}) == 2
-    assert dp._count_records({"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3]]}}) == 3
-    assert dp._count_records({"instances": [[1, 2]]}) == 1
-    assert dp._count_records({"inputs": {"a": [1, 2], "b": [3, 4]}}) == 2
-    assert dp._count_records({"other": 1}) is None
-    assert dp._scrub("password=hunter2 token: abc s3cr3tvalue", ["s3cr3tvalue"]) == "password=*** token: *** ***"
+    from home_mlops.deploy_probe import count_records, scrub
+
+    assert count_records({"dataframe_records": [{}, {}]}) == 2
+    assert count_records({"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3]]}}) == 3
+    assert count_records({"instances": [[1, 2]]}) == 1
+    assert count_records({"inputs": {"a": [1, 2], "b": [3, 4]}}) == 2
+    assert count_records({"other": 1}) is None
+    assert scrub("password=hunter2 token: abc s3cr3tvalue", ["s3cr3tvalue"]) == "password=*** token: *** ***"

@@ -7,12 +7,55 @@ import typer
 
 from . import console
 from .cli import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
+from .errors import BadInput
 from .params import validate_model_name
 from .platform import BASE_IMAGE
 
 BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar="HOME_MLOPS_BASE_IMAGE", help="Local base image with python3 + venv.")
 PushOpt = typer.Option(True, "--push/--no-push", help="Push the image to AR_NAME.")
 ForceOpt = typer.Option(False, "--force", help="Overwrite a tag that holds different content.")
+# Deploy settings: option > environment > the app's entry in jobs/projects.yaml > built-in default.
+PortOpt = typer.Option(None, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway [8000].")
+BindOpt = typer.Option(None, "--bind", envvar="HOME_MLOPS_BIND",
+                       help="Address the public gateway listens on [0.0.0.0: every address].")
+CpusOpt = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server [1].")
+MemoryOpt = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server [2g].")
+ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar="HOME_MLOPS_READY_TIMEOUT",
+                               help="Seconds the new pair may take to become ready [180].")
+TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Where to deploy [docker].")
+ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode [bento+gateway].")
+
+
+def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving):
+    from .app_settings import resolve_settings
+
+    return resolve_settings(app, dict(port=port, bind=bind, cpus=cpus, memory=memory, ready_timeout=ready_timeout,
+                                      target=target, serving=serving))
+
+
+def _deploy_images(params, bento_image: str | None, gateway_image: str | None, settings) -> dict[str, Any]:
+    """Deploy two given images (already built, e.g. by an earlier job) under the run's identity."""
+    from .deploy import Release, deploy
+    if not (bento_image and gateway_image):
+        raise BadInput("--bento-image and --gateway-image go together", "both images, or neither (the run's own)",
+                       "give both options")
+    release = Release(params.app, params.experiment_id, params.run_id, "", bento_image, gateway_image)
+    return deploy(release, settings).to_dict()
+
+
+def status_table(rows: list[dict[str, Any]]):
+    """The status rows as a table; every cell is literal text (values are never markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = ("app", "url", "port", "run", "model id", "images", "health", "ready", "deployed at")
+    table = Table(*columns, show_lines=True)
+    for row in rows:
+        images = "\n".join(f"{row[f'{r}_image'] or '-'}@{row[f'{r}_digest'] or '-'}" for r in ("bento", "gateway"))
+        cells = (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-", images, row["health"],
+                 "yes" if row["ready"] else "no", row["deployed_at"])
+        table.add_row(*(Text(str(c)) for c in cells))
+    return table
 
 
 def _resolve(params, tracking_uri, model_name):
@@ -48,13 +91,18 @@ def register(app: typer.Typer) -> None:
         "Build the FastAPI gateway image (generated from the model's signature) and push it.",
     )
 
-    PortOpt = typer.Option(8000, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway.")
-
     @app.command()
     def deploy(
         app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
         nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
-        port: int = PortOpt, rollback: bool = typer.Option(False, "--rollback", help="Go back to the previous run of --app."),
+        port: Optional[int] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[float] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[float] = ReadyTimeoutOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
+        rollback: bool = typer.Option(False, "--rollback", help="Go back to the previous run of --app."),
+        bento_image: Optional[str] = typer.Option(
+            None, "--bento-image", help="Deploy this model-server image instead of the run's (with --gateway-image)."),
+        gateway_image: Optional[str] = typer.Option(
+            None, "--gateway-image", help="Deploy this gateway image instead of the run's (with --bento-image)."),
         model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Run the app's bento + gateway pair; a new run replaces the old one only once it answers."""
@@ -65,28 +113,46 @@ def register(app: typer.Typer) -> None:
             if rollback:
                 from .deploy import rollback as do_rollback
 
-                result = do_rollback(validate_app(app_name or ""))
-                return result.to_dict()
+                return do_rollback(validate_app(app_name or "")).to_dict()
+            params = job_params(app_name, experiment_id, run_id, nas, registry)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            if bento_image or gateway_image:
+                return _deploy_images(params, bento_image, gateway_image, settings)
             from .stages import deploy_stage
 
-            params = job_params(app_name, experiment_id, run_id, nas, registry)
-            resolved = _resolve(params, tracking_uri, model_name)
-            return deploy_stage(params, resolved, port=port)
+            return deploy_stage(params, _resolve(params, tracking_uri, model_name), settings=settings)
 
         run_command("deploy", json_path, body)
 
     @app.command()
-    def status(app_name: Optional[str] = typer.Option(None, "--app"), json_path: Optional[str] = JsonOpt) -> None:
-        """What is deployed on this Docker host: app, run, images, health."""
+    def undeploy(app_name: Optional[str] = AppOpt, json_path: Optional[str] = JsonOpt) -> None:
+        """Stop and remove the app's containers (gateway first, draining in-flight requests)."""
+
+        def body() -> dict[str, Any]:
+            from .deploy import undeploy as do_undeploy
+            from .params import validate_app
+
+            app = validate_app(app_name or "")
+            removed = do_undeploy(app)
+            message = f"removed {len(removed)} containers of {app}" if removed else f"nothing of {app} was deployed"
+            console.ok(message)
+            return {"app": app, "removed": removed, "message": message}
+
+        run_command("undeploy", json_path, body)
+
+    @app.command()
+    def status(app_name: Optional[str] = typer.Option(None, "--app", help="Only this app."),
+               json_path: Optional[str] = JsonOpt) -> None:
+        """What is deployed on this Docker host: app, URL, port, run, model, images, health, ready, deployed-at."""
 
         def body() -> dict[str, Any]:
             from .deploy import status as deploy_status
             from .params import validate_app
 
             rows = deploy_status(validate_app(app_name) if app_name else None)
-            for row in rows:
-                console.info("  ".join(f"{k}={v}" for k, v in row.items() if k in ("app", "run_id", "url", "health", "ready")))
-            if not rows:
+            if rows:
+                console.console.print(status_table(rows))
+            else:
                 console.info("nothing deployed")
             return {"deployments": rows}
 
@@ -96,7 +162,10 @@ def register(app: typer.Typer) -> None:
     def pipeline(
         app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
         nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
-        base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt, port: int = PortOpt,
+        base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
+        port: Optional[int] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[float] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[float] = ReadyTimeoutOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
         model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Resolve, bento-build, fastapi-build and deploy: the whole job in one command."""
@@ -107,6 +176,7 @@ def register(app: typer.Typer) -> None:
             from .stages import bento_build as bento_stage, deploy_stage, fastapi_build as gateway_stage
 
             params = job_params(app_name, experiment_id, run_id, nas, registry)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
             timings: dict[str, float] = {}
 
             def timed(name: str, number: int, fn):
@@ -119,7 +189,7 @@ def register(app: typer.Typer) -> None:
             resolved = timed("resolve", 1, lambda: _resolve(params, tracking_uri, model_name))
             bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
             gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
-            deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, port=port))
+            deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, settings=settings))
             console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")
             return {
                 "app": params.app, "url": deployed["url"], "timings": timings,

@@ -76,15 +76,14 @@ def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str |
     }
 
 
-def deploy_stage(params: JobParams, resolved: ResolvedModel, *, port: int) -> dict:
-    from .deploy import deploy
+def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> dict:
+    """Deploy the run's two images (as bento-build / fastapi-build tagged them) with ``settings``."""
+    from .deploy import Release, deploy
     from .registry import auth_for
 
     bento_ref = image_ref(params, "bento", resolved)
     gateway_ref = image_ref(params, "gateway", resolved)
     smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
-    result = deploy(
-        params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
-        bento_ref, gateway_ref, port=port, registry_auth=auth_for(bento_ref), smoke_payload=smoke,
-    )
-    return result.to_dict()
+    release = Release(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
+                      bento_ref, gateway_ref, smoke)
+    return deploy(release, settings, registry_auth=auth_for(bento_ref)).to_dict()
