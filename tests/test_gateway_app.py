@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from home_mlops.gateway.app import Settings, create_app
+from home_mlops.gateway.app import InputError, Settings, create_app, extract_rows, nests_deeper_than
 from home_mlops.gateway.spec import Column, GatewaySpec
 
 COLS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
@@ -99,6 +99,9 @@ class Upstream:
                     time.sleep(1.5)
                 if first == -2:
                     self._send(500, {"error": "Traceback (most recent call last): boom"})
+                    return
+                if first == -4:  # the model server's answer to a genuine model failure
+                    self._send(500, {"error": "the model failed", "request_id": "0123abcd", "error_class": "ValueError"})
                     return
                 self._send(200, [
                     sum(v for v in r.values() if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -243,7 +246,7 @@ def test_wrong_row_width_and_unknown_shapes(gateway):
     assert predict(gateway, {"dataframe_records": []}).status_code == 422
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"inputs": [1, 2', "\u00e9".encode("latin-1")])
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"inputs": [1, 2', b"   ", b"[1]]"])
 def test_malformed_json_is_400(gateway, raw):
     resp = gateway.post("/predict", content=raw, headers={"content-type": "application/json"})
     assert resp.status_code == 400
@@ -559,3 +562,196 @@ def test_two_gateways_share_the_port_and_the_old_one_drains(workdir, upstream):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
+
+
+# --------------------------------------------------------------------------- hostile bodies (issue 9 item 5)
+
+
+def post_raw(client: httpx.Client, raw: bytes, content_type: str | None = "application/json") -> httpx.Response:
+    headers = {"content-type": content_type} if content_type is not None else {}
+    return client.post("/predict", content=raw, headers=headers)
+
+
+@pytest.mark.parametrize("content_type", [
+    None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+    "application/vnd.bentoml+pickle", "application/json; charset=latin-1", "application/jsonx",
+])
+def test_wrong_content_type_is_415(gateway, content_type):
+    resp = post_raw(gateway, json.dumps(RECORDS[0]).encode(), content_type)
+    assert resp.status_code == 415, resp.text
+    assert "Content-Type" in resp.json()["detail"] or "charset" in resp.json()["detail"]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=UTF-8", "Application/JSON", "application/problem+json"])
+def test_json_content_types_are_accepted(gateway, content_type):
+    assert post_raw(gateway, json.dumps(RECORDS[0]).encode(), content_type).status_code == 200
+
+
+@pytest.mark.parametrize("raw", [
+    "{\"inputs\": [\"\u00e9\"]}".encode("latin-1"),  # latin-1, not UTF-8
+    b'{"inputs": "\xc0\xaf"}',  # an overlong encoding of '/'
+    b'{"inputs": "\xed\xa0\x80"}',  # a UTF-16 surrogate encoded as UTF-8
+    json.dumps(RECORDS[0]).encode("utf-16"),  # json.loads would guess UTF-16 and accept it
+    b"\xef\xbb\xbf" + json.dumps(RECORDS[0]).encode(),  # a BOM is not JSON either
+])
+def test_invalid_utf8_is_400(gateway, raw):
+    resp = post_raw(gateway, raw)
+    assert resp.status_code == 400, resp.text
+    assert "UTF-8" in resp.json()["detail"] or "malformed JSON" in resp.json()["detail"]
+    assert predict(gateway, RECORDS[0]).status_code == 200
+
+
+def test_nesting_check_on_the_raw_text():
+    assert not nests_deeper_than(b'{"inputs": [[1, 2]]}', 3)
+    assert nests_deeper_than(b'{"inputs": [[[1, 2]]]}', 3)
+    assert not nests_deeper_than(b'["[[[[[[", {"a": "]]]]"}]', 2)  # brackets inside strings do not count
+    assert nests_deeper_than(b'["\\"[[[", [[[1]]]]', 3)  # an escaped quote does not end the string
+    assert nests_deeper_than(b'["\\\\", [[[1]]]]', 3)  # an escaped backslash does not escape the quote
+    assert not nests_deeper_than(b"[" * 32 + b"]" * 32, 32)
+    assert nests_deeper_than(b"[" * 33 + b"]" * 33, 32)
+    assert nests_deeper_than(b"[" * 1_000_000, 32)  # no recursion, no Python loop per byte
+    assert not nests_deeper_than(b"[]" * 500_000, 32)
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 60_000,
+    b'{"inputs": ' + b"[" * 40 + b"1" + b"]" * 40 + b"}",
+    b'{"dataframe_records": [{"sepal length (cm)": ' + b'{"a": ' * 50 + b"1" + b"}" * 50 + b"}]}",
+])
+def test_deep_nesting_is_400_not_500(gateway, raw):
+    resp = post_raw(gateway, raw)
+    assert resp.status_code == 400, resp.text
+    assert "nested more than 32 levels" in resp.json()["detail"]
+    assert predict(gateway, RECORDS[0]).status_code == 200
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
+@pytest.mark.parametrize("shape", ["record", "dataframe_records", "dataframe_split", "inputs_columns"])
+def test_non_finite_numbers_are_422_naming_the_field(gateway, upstream, literal, shape):
+    field = COLS[2]
+    values = ["5.1", "3.5", literal, "0.2"]
+    record = "{" + ", ".join(f"{json.dumps(c)}: {v}" for c, v in zip(COLS, values)) + "}"
+    raw = {
+        "record": record,
+        "dataframe_records": f'{{"dataframe_records": [{record}]}}',
+        "dataframe_split": f'{{"dataframe_split": {{"columns": {json.dumps(COLS)}, "data": [[{", ".join(values)}]]}}}}',
+        "inputs_columns": "{\"inputs\": {" + ", ".join(f"{json.dumps(c)}: [{v}]" for c, v in zip(COLS, values)) + "}}",
+    }[shape]
+    sent = len(upstream.received)
+    resp = post_raw(gateway, raw.encode())
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["errors"][0]["field"] == field
+    assert field in resp.json()["detail"]
+    assert len(upstream.received) == sent  # nothing reached the model server
+
+
+def test_integers_and_floats_outside_the_type_range_are_422(upstream):
+    spec = GatewaySpec(app="ranges", inputs=[
+        Column(name="l", type="long"), Column(name="i", type="integer"), Column(name="f", type="float"),
+        Column(name="d", type="double"),
+    ])
+    good = {"l": 2**63 - 1, "i": -(2**31), "f": 3.4e38, "d": 1e308}
+    with serve(create_app(spec, upstream.url)) as url, httpx.Client(base_url=url, trust_env=False) as client:
+        assert client.post("/predict", json=good).status_code == 200
+        for field, bad in [("l", 2**63), ("l", -(2**63) - 1), ("l", 10**40), ("i", 2**31), ("f", 3.5e38),
+                           ("f", -1e39), ("d", 10**400)]:
+            resp = client.post("/predict", content=json.dumps(dict(good, **{field: bad})).encode(),
+                               headers={"content-type": "application/json"})
+            assert resp.status_code == 422, (field, bad, resp.text)
+            assert resp.json()["errors"][0]["field"] == field
+
+
+def test_tensor_model_refuses_non_finite(upstream):
+    spec = GatewaySpec(app="tensor", input_kind="tensor", inputs=[Column(type="tensor")])
+    with serve(create_app(spec, upstream.url)) as url, httpx.Client(base_url=url, trust_env=False) as client:
+        for raw in [b'{"inputs": [[1, NaN]]}', b'{"inputs": [[1e999, 2]]}']:
+            resp = post_raw(client, raw)
+            assert resp.status_code == 422 and "not finite" in resp.json()["detail"], resp.text
+        assert post_raw(client, b'{"inputs": [{"x": 1}]}').status_code == 200
+
+
+class CountingList(list):
+    """A column whose elements count how often they are read."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        CountingList.reads += 1
+        return super().__getitem__(index)
+
+
+def test_limits_are_checked_before_rows_are_built():
+    CountingList.reads = 0
+    columns = {c: CountingList([1.0] * 1000) for c in COLS}
+    with pytest.raises(InputError) as too_many:
+        extract_rows({"inputs": columns}, COLS, max_rows=100)
+    assert too_many.value.status == 413 and CountingList.reads == 0
+    junk = {f"c{i}": CountingList([1.0]) for i in range(10_000)}
+    with pytest.raises(InputError) as unknown:
+        extract_rows({"inputs": {COLS[0]: CountingList([1.0]), **junk}}, COLS, max_rows=100)
+    assert unknown.value.status == 422 and CountingList.reads == 0
+    assert "'c0'" in unknown.value.detail and "(and 9995 more)" in unknown.value.detail
+    with pytest.raises(InputError) as rows:
+        extract_rows({"inputs": [[1.0] * 4] * 101}, COLS, max_rows=100)
+    assert rows.value.status == 413
+
+
+def test_many_columns_and_huge_names_are_422_with_a_short_message(gateway):
+    wide = dict(RECORDS[0], **{f"x{i}": 1 for i in range(3000)})
+    resp = predict(gateway, {"dataframe_records": [wide]})
+    assert resp.status_code == 422 and "unknown field(s)" in resp.json()["detail"]
+    assert len(resp.text) < 2000
+    long_name = "k" * 40_000
+    resp = predict(gateway, {"inputs": RECORDS, long_name: 1})
+    assert resp.status_code == 422 and len(resp.text) < 2000
+
+
+def test_lone_surrogate_is_422(gateway):
+    spec_field = COLS[0]
+    raw = json.dumps(dict(RECORDS[0], **{spec_field: 1.0})).replace("1.0", '"\\ud800"', 1).encode()
+    resp = post_raw(gateway, raw)
+    assert resp.status_code == 422  # a string where a number belongs
+    spec = GatewaySpec(app="text", inputs=[Column(name="t", type="string")])
+    with serve(create_app(spec, "http://127.0.0.1:9")) as url, httpx.Client(base_url=url, trust_env=False) as client:
+        resp = post_raw(client, b'{"t": "\\ud800"}')
+        assert resp.status_code == 422 and "surrogate" in resp.json()["detail"], resp.text
+
+
+def test_model_failure_passes_request_id_and_class(gateway):
+    resp = predict(gateway, {"inputs": [[-4, 0, 0, 0]]})
+    assert resp.status_code == 502
+    assert resp.json()["request_id"] == "0123abcd" and resp.json()["error_class"] == "ValueError"
+
+
+def test_unexpected_error_answers_request_id_not_traceback(upstream, caplog):
+    app = create_app(iris_spec(), upstream.url)
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("/secret/path/model.pkl exploded")
+
+    with serve(app) as url, httpx.Client(base_url=url, trust_env=False) as client:
+        with caplog.at_level("ERROR", logger="home_mlops.gateway"):
+            resp = client.get("/boom")
+    assert resp.status_code == 500
+    body = resp.json()
+    assert body["error_class"] == "RuntimeError" and len(body["request_id"]) == 16
+    assert "secret" not in resp.text and "Traceback" not in resp.text
+    assert body["request_id"] in caplog.text and "/secret/path/model.pkl" in caplog.text
+
+
+def test_deploy_id_header_on_every_response(upstream, monkeypatch):
+    monkeypatch.setenv("HOME_MLOPS_DEPLOY_ID", "d-20260101.abc")
+    app = create_app(iris_spec(), upstream.url)
+    with serve(app) as url, httpx.Client(base_url=url, trust_env=False) as client:
+        answers = [client.post("/predict", json=RECORDS[0]), client.post("/predict", json={"x": 1}),
+                   post_raw(client, b"[[", "text/plain"), client.get("/healthz"), client.get("/metrics"),
+                   client.get("/nowhere"), client.delete("/predict")]
+    assert [r.status_code for r in answers] == [200, 422, 415, 200, 200, 404, 405]
+    assert all(r.headers["x-home-mlops-deploy-id"] == "d-20260101.abc" for r in answers)
+    monkeypatch.delenv("HOME_MLOPS_DEPLOY_ID")
+    with serve(create_app(iris_spec(), upstream.url)) as url:
+        assert "x-home-mlops-deploy-id" not in httpx.get(url + "/healthz", trust_env=False).headers
+    monkeypatch.setenv("HOME_MLOPS_DEPLOY_ID", "bad\r\nSet-Cookie: x=1")
+    with pytest.raises(ValueError, match="HOME_MLOPS_DEPLOY_ID"):
+        create_app(iris_spec(), upstream.url)

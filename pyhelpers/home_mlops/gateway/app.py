@@ -7,6 +7,14 @@ fastapi/starlette, pydantic, httpx and prometheus_client, plus ``.spec``.
 ``dataframe_split``, ``instances``, ``inputs``) or a single flat record,
 validates every record against the model signature, and forwards
 ``{"inputs": [record, ...]}`` to the model server's ``POST /predict``.
+
+Hostile bodies are refused before they cost anything (issue 9): a Content-Type
+other than JSON is a 415, a body over the limit a 413, bytes that are not UTF-8
+or JSON nested deeper than the limit a 400 (the depth is measured on the text,
+before ``json.loads`` could recurse), the row and column counts are checked
+before any record is built, and a non-finite number or an integer outside the
+signature type's range is a 422 naming the field. An error inside the gateway
+answers with a request id and a class name; the detail goes to the log only.
 """
 from __future__ import annotations
 
@@ -14,10 +22,13 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from datetime import datetime
 from typing import Any, Optional
 
@@ -33,6 +44,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic_core import PydanticSerializationError
 
 from .spec import GatewaySpec
 
@@ -52,6 +64,10 @@ ENV_UPSTREAM_KEEPALIVE = "HOME_MLOPS_UPSTREAM_KEEPALIVE_SECONDS"
 ENV_MAX_BODY_BYTES = "HOME_MLOPS_MAX_BODY_BYTES"
 ENV_MAX_ROWS = "HOME_MLOPS_MAX_ROWS"
 ENV_READY_TIMEOUT = "HOME_MLOPS_READY_TIMEOUT"
+ENV_MAX_DEPTH = "HOME_MLOPS_MAX_DEPTH"
+#: set by the deployer on each gateway container; echoed on every response (contract 5)
+ENV_DEPLOY_ID = "HOME_MLOPS_DEPLOY_ID"
+DEPLOY_ID_HEADER = "X-Home-Mlops-Deploy-Id"
 
 DEFAULT_UPSTREAM_URL = "http://127.0.0.1:3000"
 JSON = "application/json"
@@ -71,6 +87,15 @@ def _env_float(name: str, default: float) -> float:
     if value <= 0:
         raise ValueError(f"{name}={raw!r} must be positive")
     return value
+
+
+def _env_deploy_id() -> str | None:
+    raw = os.environ.get(ENV_DEPLOY_ID, "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", raw):  # it goes into a response header as is
+        raise ValueError(f"{ENV_DEPLOY_ID}={raw[:40]!r} should be 1-128 letters, digits, '.', '_', ':' or '-'")
+    return raw
 
 
 def _env_int(name: str, default: int) -> int:
@@ -96,6 +121,9 @@ class Settings:
     ready_timeout: float = 2.0
     max_body_bytes: int = 1024 * 1024
     max_rows: int = 10_000
+    #: how deep JSON may nest; the deepest MLflow envelope needs 3 ({"dataframe_split": {"data": [[...]]}})
+    max_depth: int = 32
+    deploy_id: str | None = None
     max_connections: int = 100
     keepalive_seconds: float = 4.0  # below uvicorn's default 5 s keep-alive upstream
 
@@ -109,6 +137,8 @@ class Settings:
             ready_timeout=_env_float(ENV_READY_TIMEOUT, min(timeout, 2.0)),
             max_body_bytes=_env_int(ENV_MAX_BODY_BYTES, 1024 * 1024),
             max_rows=_env_int(ENV_MAX_ROWS, 10_000),
+            max_depth=_env_int(ENV_MAX_DEPTH, 32),
+            deploy_id=_env_deploy_id(),
             max_connections=_env_int(ENV_UPSTREAM_MAX_CONNECTIONS, 100),
             keepalive_seconds=_env_float(ENV_UPSTREAM_KEEPALIVE, 4.0),
         )
@@ -124,6 +154,16 @@ _PY_TYPES: dict[str, Any] = {
     "boolean": bool,
     "string": str,
     "binary": str,  # base64 text in JSON, as MLflow's scoring server expects
+}
+
+_FLOAT32_MAX = 3.4028234663852886e38
+#: what a value must satisfy to survive the cast to the column's numpy dtype in the model
+#: server (int64, int32, float32) and to be finite there: pydantic Field constraints
+_TYPE_BOUNDS: dict[str, dict[str, Any]] = {
+    "double": {"allow_inf_nan": False},
+    "float": {"allow_inf_nan": False, "ge": -_FLOAT32_MAX, "le": _FLOAT32_MAX},
+    "long": {"ge": -(2**63), "le": 2**63 - 1},
+    "integer": {"ge": -(2**31), "le": 2**31 - 1},
 }
 
 
@@ -153,7 +193,7 @@ def build_record_model(spec: GatewaySpec) -> type[BaseModel]:
             extra: dict[str, Any] = {"strict": False}  # ISO strings from JSON
         else:
             py = _PY_TYPES.get(col.type, Any)
-            extra = {}
+            extra = dict(_TYPE_BOUNDS.get(col.type, {}))
         info = {"alias": name, "title": name, "description": f"MLflow type: {col.type}", **extra}
         if col.required:
             fields[f"f{i}"] = (py, Field(**info))
@@ -168,7 +208,7 @@ def _error_list(exc: ValidationError) -> list[dict[str, Any]]:
     for err in exc.errors(include_url=False, include_input=False, include_context=False)[:_MAX_ERRORS]:
         loc = err.get("loc", ())
         row = loc[0] if loc and isinstance(loc[0], int) else None
-        field = ".".join(str(x) for x in loc[1:]) if len(loc) > 1 else None
+        field = _short(".".join(str(x) for x in loc[1:]), 100) if len(loc) > 1 else None
         out.append({"row": row, "field": field, "type": err.get("type"), "message": err.get("msg")})
     return out
 
@@ -182,7 +222,44 @@ def _summary(errors: list[dict[str, Any]], total: int) -> str:
     return f"invalid input: {where}: {first['message']}{more}"
 
 
-def _rows_from_list(value: list[Any], names: list[str], key: str) -> list[Any]:
+@dataclass(frozen=True)
+class Shape:
+    """What a request may hold: the signature's column names and the row limit."""
+
+    names: list[str]
+    max_rows: int
+
+    def check_row_count(self, count: int) -> None:
+        if count > self.max_rows:
+            raise InputError(413, f"too many rows: {count}, at most {self.max_rows} per request")
+
+    def check_fields(self, fields: Any, where: str, row: int | None = None) -> None:
+        """Refuse unknown fields before a row is built from them (10 000 junk keys cost one set lookup each)."""
+        unknown = [k for k in fields if k not in self.known]
+        if unknown:
+            shown = ", ".join(_short(repr(k), 60) for k in unknown[:5])
+            more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+            raise InputError(
+                422,
+                f"invalid input: {where}: unknown field(s) {shown}{more}; the model takes {', '.join(self.names)}",
+                [{"row": row, "field": _short(str(unknown[0]), 100), "type": "extra_forbidden",
+                  "message": "Extra inputs are not permitted"}],
+            )
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        return frozenset(self.names)
+
+
+def _check_record_widths(rows: list[Any], shape: Shape) -> None:
+    width = len(shape.names)
+    for i, row in enumerate(rows):
+        if isinstance(row, dict) and len(row) > width:
+            shape.check_fields(row, f"row {i}", i)
+
+
+def _rows_from_list(value: list[Any], names: list[str], key: str, shape: Shape) -> list[Any]:
+    shape.check_row_count(len(value))
     rows: list[Any] = []
     n = len(names)
     for i, item in enumerate(value):
@@ -199,42 +276,58 @@ def _rows_from_list(value: list[Any], names: list[str], key: str) -> list[Any]:
     return rows
 
 
-def _rows_from_value(value: Any, names: list[str], key: str) -> list[Any]:
+def _rows_from_value(value: Any, key: str, shape: Shape) -> list[Any]:
     if isinstance(value, list):
-        return _rows_from_list(value, names, key)
+        return _rows_from_list(value, shape.names, key, shape)
     if isinstance(value, dict):
         values = list(value.values())
         if values and all(isinstance(v, list) for v in values):  # a dict of columns
+            shape.check_fields(value, f"the columns under {key!r}")
             lengths = {len(v) for v in values}
             if len(lengths) != 1:
                 raise InputError(422, f"invalid input: the columns under {key!r} have different lengths")
             count = lengths.pop()
+            shape.check_row_count(count)
             return [{k: value[k][i] for k in value} for i in range(count)]
         return [value]
     raise InputError(422, f"invalid input: {key!r} should be a list of records or rows")
 
 
-def _rows_from_split(value: Any, names: list[str]) -> list[Any]:
+def _rows_from_split(value: Any, shape: Shape) -> list[Any]:
     if not isinstance(value, dict) or not isinstance(value.get("data"), list):
         raise InputError(422, "invalid input: 'dataframe_split' should be {\"columns\": [...], \"data\": [[...]]}")
-    columns = value.get("columns") or names
+    columns = value.get("columns") or shape.names
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise InputError(422, "invalid input: 'dataframe_split.columns' should be a list of column names")
-    return _rows_from_list(value["data"], columns, "dataframe_split")
+    shape.check_fields(columns, "'dataframe_split.columns'")
+    return _rows_from_list(value["data"], columns, "dataframe_split", shape)
 
 
-def extract_rows(payload: Any, names: list[str]) -> list[Any]:
-    """The request's records, whatever MLflow scoring format it used."""
+def extract_rows(payload: Any, names: list[str], max_rows: int = 10_000) -> list[Any]:
+    """The request's records, whatever MLflow scoring format it used.
+
+    Counts are checked before rows are built, so a 1 MiB body of columns cannot
+    make half a million dicts only to be refused afterwards.
+    """
+    shape = Shape(names, max_rows)
+    rows = _extract(payload, shape)
+    _check_record_widths(rows, shape)
+    return rows
+
+
+def _extract(payload: Any, shape: Shape) -> list[Any]:
+    names = shape.names
     if isinstance(payload, dict):
         keys = [k for k in _ENVELOPES if k in payload]
         if keys and not (set(payload) & set(names)):
             key = keys[0]
-            others = sorted(set(payload) - {key})
+            others = [k for k in payload if k != key]
             if others:
-                raise InputError(422, f"invalid input: unexpected top-level keys next to {key!r}: {', '.join(others)}")
+                shown = ", ".join(_short(repr(k), 60) for k in others[:5])
+                raise InputError(422, f"invalid input: unexpected top-level keys next to {key!r}: {shown}")
             if key == "dataframe_split":
-                return _rows_from_split(payload[key], names)
-            return _rows_from_value(payload[key], names, key)
+                return _rows_from_split(payload[key], shape)
+            return _rows_from_value(payload[key], key, shape)
         if names and not (set(payload) & set(names)):
             raise InputError(
                 422,
@@ -243,8 +336,76 @@ def extract_rows(payload: Any, names: list[str]) -> list[Any]:
             )
         return [payload]
     if isinstance(payload, list):
-        return _rows_from_list(payload, names, "body")
+        return _rows_from_list(payload, names, "body", shape)
     raise InputError(422, "invalid input: the body should be a JSON object or a list of records")
+
+
+# --------------------------------------------------------------------------- the raw body
+
+#: every byte but the five that shape JSON's nesting: quotes and brackets
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_QUOTED = re.compile(rb'"[^"]*"')
+
+
+def check_content_type(header: str | None) -> None:
+    """415 unless the body is declared as JSON in UTF-8 (the only thing /predict reads)."""
+    media, _, params = (header or "").partition(";")
+    media = media.strip().lower()
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        got = f"Content-Type {_short(media, 60)!r}" if media else "no Content-Type"
+        raise InputError(415, f"unsupported media type: {got}; send the body as JSON with "
+                              "'Content-Type: application/json'")
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise InputError(415, f"unsupported charset {_short(value.strip(), 40)!r}: send the JSON in UTF-8")
+
+
+@lru_cache(maxsize=8)
+def _nesting_at_most(limit: int) -> re.Pattern[bytes]:
+    """A regex matching a run of brackets nested at most ``limit`` deep.
+
+    Built level by level (``[`` then at most ``limit - 1`` levels then ``]``),
+    with possessive repeats: the match never backtracks and stops at the first
+    bracket past the limit, so a million ``[`` fail at once.
+    """
+    level = rb"[\[{][\]}]"
+    for _ in range(limit - 1):
+        level = rb"[\[{](?:" + level + rb")*+[\]}]"
+    return re.compile(rb"(?:" + level + rb")*+")
+
+
+def nests_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether the JSON's brackets (outside strings) nest more than ``limit`` deep, or do not pair up.
+
+    Measured with bytes methods and one regex (C loops, no recursion), so
+    ``json.loads`` never sees more than ``limit`` levels. A body that opens at
+    most ``limit`` brackets cannot nest deeper: the usual 1-row request costs two
+    ``count`` calls. Otherwise only quotes and brackets are kept (escaped
+    backslashes and quotes dropped first, so the quotes left pair up), strings
+    are dropped, and the brackets left must match the nesting regex.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    marks = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    return _nesting_at_most(limit).fullmatch(_QUOTED.sub(b"", marks)) is None
+
+
+def decode_json(raw: bytes, max_depth: int) -> Any:
+    """The body as JSON: UTF-8 only, nesting limited before parsing; a 400 naming the problem otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 encoded JSON") from None
+    if not text.strip():
+        raise InputError(400, "malformed JSON: the body is empty; send a JSON object such as {\"inputs\": [...]}")
+    if nests_deeper_than(raw, max_depth):
+        raise InputError(400, f"JSON nested more than {max_depth} levels deep (or its brackets do not pair up); "
+                              "MLflow scoring JSON needs 3 levels (records or rows inside an envelope)")
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # also a number with more than 4300 digits
+        raise InputError(400, f"malformed JSON: {_short(str(exc), 120)}") from None
 
 
 def _tensor_payload(payload: Any) -> Any:
@@ -326,6 +487,26 @@ class MetricsMiddleware:
             self.metrics.latency.labels(endpoint, code).observe(time.perf_counter() - start)
 
 
+class DeployIdMiddleware:
+    """Adds X-Home-Mlops-Deploy-Id to every response, so the deployer can tell which gateway answered."""
+
+    def __init__(self, app: Any, deploy_id: str):
+        self.app = app
+        self.header = (DEPLOY_ID_HEADER.lower().encode("latin-1"), deploy_id.encode("latin-1"))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 # --------------------------------------------------------------------------- app
 
 
@@ -349,6 +530,20 @@ def _upstream_message(resp: httpx.Response) -> str:
                 value = body[key]
                 return _short(value if isinstance(value, str) else json.dumps(value))
     return _short(json.dumps(body))
+
+
+def _upstream_failure_ids(resp: httpx.Response) -> dict[str, str]:
+    """The model server's request id and error class for a model failure (its log holds the detail)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    ids = {}
+    if isinstance(body, dict):
+        ids = {k: _short(str(body[k]), 64) for k in ("request_id", "error_class") if isinstance(body.get(k), str)}
+    if "request_id" not in ids and resp.headers.get("x-bentoml-request-id"):
+        ids["request_id"] = _short(resp.headers["x-bentoml-request-id"], 64)
+    return ids
 
 
 def _example_value(col_type: str) -> Any:
@@ -418,8 +613,9 @@ def _responses() -> dict[int | str, dict[str, Any]]:
         200: {"description": "the model's predictions, one per record",
               "content": {JSON: {"schema": {"type": "object", "properties": {
                   "predictions": {"type": "array", "items": {}}}, "required": ["predictions"]}}}},
-        400: {"description": "malformed JSON", **err},
+        400: {"description": "malformed JSON, not UTF-8, or nested too deep", **err},
         413: {"description": "body or row count over the limit", **err},
+        415: {"description": "the body is not declared as application/json (UTF-8)", **err},
         422: {"description": "a record does not match the model signature", **err},
         502: {"description": "the model server is unreachable or failed", **err},
         504: {"description": "the model server did not answer in time", **err},
@@ -480,11 +676,16 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.record_model = record_model
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.deploy_id:
+        app.add_middleware(DeployIdMiddleware, deploy_id=settings.deploy_id)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:  # never a traceback
-        log.exception("unexpected error")
-        return _json_response({"detail": "internal error in the gateway"}, 500)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        # never a traceback or a path to the client: the detail is in the log under this id
+        request_id = uuid.uuid4().hex[:16]
+        log.error("unexpected error (request id %s)", request_id, exc_info=exc)
+        return _json_response({"detail": "internal error in the gateway", "request_id": request_id,
+                               "error_class": type(exc).__name__}, 500)
 
     async def read_body(request: Request) -> bytes:
         limit = settings.max_body_bytes
@@ -512,8 +713,12 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
             count = len(inner) if isinstance(inner, list) else 1
             if count > settings.max_rows:
                 raise InputError(413, f"too many rows: {count}, at most {settings.max_rows} per request")
-            return json.dumps({"inputs": inner}, separators=(",", ":")).encode(), count
-        rows = extract_rows(payload, names)
+            try:
+                return json.dumps({"inputs": inner}, separators=(",", ":"), allow_nan=False).encode(), count
+            except ValueError:  # NaN / Infinity literals, or a number too big for a float (1e999)
+                raise InputError(422, "invalid input: a number is not finite (NaN or Infinity); "
+                                      "JSON numbers must be finite") from None
+        rows = extract_rows(payload, names, settings.max_rows)
         if not rows:
             raise InputError(422, "invalid input: no records")
         if len(rows) > settings.max_rows:
@@ -523,7 +728,11 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
         except ValidationError as exc:
             errors = _error_list(exc)
             raise InputError(422, _summary(errors, exc.error_count()), errors) from None
-        return b'{"inputs":' + adapter.dump_json(records, by_alias=True) + b"}", len(rows)
+        try:
+            return b'{"inputs":' + adapter.dump_json(records, by_alias=True) + b"}", len(rows)
+        except PydanticSerializationError:  # a lone surrogate ("\\ud800") cannot be encoded as UTF-8
+            raise InputError(422, "invalid input: a string holds an unpaired UTF-16 surrogate escape "
+                                  "(\\ud800-\\udfff); send valid Unicode text") from None
 
     async def call_upstream(body: bytes) -> httpx.Response:
         c = client()
@@ -543,11 +752,8 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
     )
     async def predict(request: Request) -> Response:
         try:
-            raw = await read_body(request)
-            try:
-                payload = json.loads(raw)
-            except ValueError as exc:
-                raise InputError(400, f"malformed JSON: {_short(str(exc), 120)}") from None
+            check_content_type(request.headers.get("content-type"))
+            payload = decode_json(await read_body(request), settings.max_depth)
             body, count = prepare(payload)
         except InputError as exc:
             return exc.response()
@@ -568,8 +774,9 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
         status = resp.status_code
         if status >= 500:
             metrics.upstream_errors.labels("http_5xx").inc()
-            return _json_response(
-                {"detail": f"the model server failed (HTTP {status}): {_upstream_message(resp)}"}, 502)
+            failure = {"detail": f"the model server failed (HTTP {status}): {_upstream_message(resp)}"}
+            failure.update(_upstream_failure_ids(resp))
+            return _json_response(failure, 502)
         if status >= 400:
             metrics.upstream_errors.labels("http_4xx").inc()
             return _json_response(
