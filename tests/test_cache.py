@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, cli_env
-from home_mlops.cache import MANIFEST, ModelCache, content_digest, file_digests
+from home_mlops.cache import MANIFEST, ModelCache, content_digest, file_digests, source_key
 from test_resolve_nas import UNREACHABLE, local_store, resolve
 
 
@@ -101,7 +101,7 @@ def test_killed_download_leaves_no_entry(store, state, tmp_path):
     try:
         env = cli_env(state, MLFLOW_TRACKING_URI=store.tracking_uri)
         cache_root = state / "cache" / "models"
-        key = f"run-{store.run2}-model"
+        key = source_key(store.tracking_uri, f"run-{store.run2}-model")
         proc = subprocess.Popen(
             [CLI, "resolve", "--experiment-id", store.exp_a, "--run-id", store.run2],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
@@ -208,3 +208,40 @@ def test_corrupt_manifest_is_a_damaged_entry(content, tmp_path):
     (cache.entry("m-abc") / MANIFEST).write_text(content)
     assert cache.lookup("m-abc") is None
     assert not cache.entry("m-abc").exists()
+
+
+def test_tampered_entry_is_dropped_on_hit(tmp_path):
+    """A hit hashes the files again: same names and sizes, other bytes -> not used, removed."""
+    cache = ModelCache(tmp_path / "c")
+    cache.fill("m-abc", _fake_model, {})
+    (cache.entry("m-abc") / "sub" / "w.bin").write_bytes(b"\x01" * 10)
+    assert cache.lookup("m-abc") is None
+    assert not cache.entry("m-abc").exists()
+
+
+def test_extra_file_or_symlink_in_entry_is_dropped(tmp_path):
+    cache = ModelCache(tmp_path / "c")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("MARKER-outside")
+    cache.fill("m-abc", _fake_model, {})
+    (cache.entry("m-abc") / "planted.py").write_text("print('x')")
+    assert cache.lookup("m-abc") is None
+    cache.fill("m-def", _fake_model, {})
+    (cache.entry("m-def") / "sub" / "w.bin").unlink()
+    (cache.entry("m-def") / "sub" / "w.bin").symlink_to(outside)
+    assert cache.lookup("m-def") is None
+    assert outside.read_text() == "MARKER-outside"  # dropping the entry never follows the link
+
+
+@pytest.mark.parametrize("key", ["..", ".", "", "/", ".tmp-1-x", "-rf"])
+def test_no_key_names_the_root_or_a_temp_folder(key, tmp_path):
+    cache = ModelCache(tmp_path / "c")
+    entry = cache.entry(key)
+    assert entry.parent == cache.root and entry != cache.root
+    assert not entry.name.startswith((".", "-"))
+
+
+def test_source_key_separates_sources():
+    a = source_key("file:///nas", "m-" + "0" * 32)
+    b = source_key("http://mlflow:8001", "m-" + "0" * 32)
+    assert a != b and a.endswith("m-" + "0" * 32) and b.endswith("m-" + "0" * 32)

@@ -60,7 +60,7 @@ def test_context_layout(context):
 
 
 def test_gateway_package_imports_only_runtime_packages(context):
-    allowed = {"fastapi", "starlette", "pydantic", "httpx", "uvicorn", "prometheus_client"}
+    allowed = {"fastapi", "starlette", "pydantic", "pydantic_core", "httpx", "uvicorn", "prometheus_client"}
     import sys
 
     stdlib = set(sys.stdlib_module_names)
