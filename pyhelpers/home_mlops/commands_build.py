@@ -15,22 +15,24 @@ BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar="HOME_MLOPS_BASE_
 PushOpt = typer.Option(True, "--push/--no-push", help="Push the image to AR_NAME.")
 ForceOpt = typer.Option(False, "--force", help="Overwrite a tag that holds different content.")
 # Deploy settings: option > environment > the app's entry in jobs/projects.yaml > built-in default.
-PortOpt = typer.Option(None, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway [8000].")
+PortOpt = typer.Option(None, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway (default 8000).")
 BindOpt = typer.Option(None, "--bind", envvar="HOME_MLOPS_BIND",
-                       help="Address the public gateway listens on [0.0.0.0: every address].")
-CpusOpt = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server [1].")
-MemoryOpt = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server [2g].")
+                       help="Address the public gateway listens on (default 0.0.0.0: every address).")
+CpusOpt = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server (default 1).")
+MemoryOpt = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server (default 2g).")
 ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar="HOME_MLOPS_READY_TIMEOUT",
-                               help="Seconds the new pair may take to become ready [180].")
-TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Where to deploy [docker].")
-ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode [bento+gateway].")
+                               help="Seconds the new pair may take to become ready (default 180).")
+TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Where to deploy (default docker).")
+ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode (default bento+gateway).")
 
 
 def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving):
     from .app_settings import resolve_settings
 
-    return resolve_settings(app, dict(port=port, bind=bind, cpus=cpus, memory=memory, ready_timeout=ready_timeout,
-                                      target=target, serving=serving))
+    settings = resolve_settings(app, dict(port=port, bind=bind, cpus=cpus, memory=memory,
+                                          ready_timeout=ready_timeout, target=target, serving=serving))
+    settings.check_supported()  # exit 2 before anything is resolved or built
+    return settings
 
 
 def _deploy_images(params, bento_image: str | None, gateway_image: str | None, settings) -> dict[str, Any]:
