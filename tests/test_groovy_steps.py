@@ -16,7 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "groovy"))
 import runner  # noqa: E402
-from runner import APP, PARAMS, REPO, RUN_ID, SECRET, calls, ok_rules, sh_scripts  # noqa: E402
+from runner import APP, DEPLOY_HOST, PARAMS, REPO, RUN_ID, SECRET, calls, ok_rules, sh_scripts  # noqa: E402
+
+from home_mlops.trust import registry_host  # noqa: E402
 
 STEPS = {
     # step: (command, default json file, description label, build step)
@@ -25,12 +27,24 @@ STEPS = {
     "deployApp": ("deploy", "home-mlops-deploy.json", "deploy", False),
 }
 COMMON_KNOWN = ["app", "ensureHelper", "experimentId", "helperPath", "helperSpec", "jsonFile", "nas",
-                "registry", "registryCredentialsId", "runId", "trackingUri"]
+                "registry", "registryCredentials", "runId", "trackingUri"]
+DEPLOY_SETTINGS = {"port": "HOME_MLOPS_PORT", "bind": "HOME_MLOPS_BIND", "cpus": "HOME_MLOPS_CPUS",
+                   "memory": "HOME_MLOPS_MEMORY", "readyTimeout": "HOME_MLOPS_READY_TIMEOUT",
+                   "target": "HOME_MLOPS_TARGET", "serving": "HOME_MLOPS_SERVING"}
 KNOWN = {
     "bentoBuild": sorted(COMMON_KNOWN + ["force", "push"]),
     "fastapiBuild": sorted(COMMON_KNOWN + ["force", "push"]),
-    "deployApp": sorted(COMMON_KNOWN),
+    "deployApp": sorted(COMMON_KNOWN + list(DEPLOY_SETTINGS)),
+    "undeployApp": sorted(["app", "ensureHelper", "helperPath", "helperSpec", "jsonFile", "port"]),
 }
+UNDEPLOY_SCRIPT = 'rm -f -- "$HOME_MLOPS_JSON" && home-mlops undeploy --app="$APP_NAME" --json "$HOME_MLOPS_JSON"'
+APP_ENV = {"HOME_MLOPS_PORT": "8003", "HOME_MLOPS_CPUS": "0.5", "HOME_MLOPS_MEMORY": "1g",
+           "HOME_MLOPS_READY_TIMEOUT": "240", "HOME_MLOPS_TARGET": "docker", "HOME_MLOPS_SERVING": "bento+gateway"}
+# image references and the registry host both sides must compute (home_mlops.registry.registry_host)
+REFS = ["127.0.0.1:5000/home-mlops", "127.0.0.1:5999/x", "localhost/x", "localhost", "docker.io/team",
+        "team/models", "models", "ghcr.io/org/team", "europe-west1-docker.pkg.dev/p/models", "[::1]:5000/x",
+        "evil.example/127.0.0.1:5000/x", "127.0.0.1:5000", "", "MyHost/x", "Index.Docker.io/team/x",
+        "index.docker.io/team/x", "GHCR.io/org/x"]
 TRACKING = "http://127.0.0.1:8001"
 FAKE_CLI = """#!/usr/bin/env bash
 # A stand-in for home-mlops: records its argv and environment, then behaves per FAKE_MODE.
@@ -57,13 +71,67 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
         "target": "code", "env": env, "sh": {"rules": ok_rules()},
         "code": "return bentoBuild(app: 'other-app', experimentId: 42, runId: 'ffffffffffffffffffffffffffffffff', "
                 "nas: 'gs://bucket/mlruns', registry: 'docker.io/team', trackingUri: 'http://tracking:5000', "
-                "push: false, force: true, registryCredentialsId: '', jsonFile: 'out/bento.json')",
+                "push: false, force: true, registryCredentials: [:], jsonFile: 'out/bento.json')",
     }
     s["options-deploy-helper"] = {
         "target": "code", "env": env, "sh": {"rules": ok_rules()},
-        "code": "return deployApp(helperPath: '/opt/hm/bin/home-mlops', registryCredentialsId: 'other-creds')",
+        "code": "return deployApp(helperPath: '/opt/hm/bin/home-mlops', registryCredentials: ['127.0.0.1:5000': 'other-creds'])",
         "credentials": {"other-creds": {"user": "u2", "password": "other-" + SECRET}},
     }
+    # registry credentials: bound only for AR_NAME's host, from the step option, the Jenkins-wide
+    # env var or the library default (issue 9)
+    for name, registry in [("foreign-port", "127.0.0.1:5999/x"), ("foreign-host", "evil.example/127.0.0.1:5000/x"),
+                           ("foreign-hub", "home-mlops")]:
+        for step in STEPS:
+            s[f"creds-{name}-{step}"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()},
+                                         "code": f"return {step}(registry: '{registry}')"}
+    s["creds-global-mapping"] = {
+        "target": "code", "sh": {"rules": ok_rules()}, "code": "return bentoBuild(registry: 'ghcr.io/org/team')",
+        "env": dict(env, HOME_MLOPS_REGISTRY_CREDENTIALS="ghcr.io=gh-creds, 127.0.0.1:5000=local-creds"),
+        "credentials": {"gh-creds": {"user": "gh", "password": "gh-" + SECRET}},
+    }
+    s["creds-global-mapping-local"] = {
+        "target": "code", "sh": {"rules": ok_rules()}, "code": "return deployApp()",
+        "env": dict(env, HOME_MLOPS_REGISTRY_CREDENTIALS="ghcr.io=gh-creds 127.0.0.1:5000=local-creds"),
+        "credentials": {"local-creds": {"user": "lc", "password": "local-" + SECRET}},
+    }
+    s["creds-global-mapping-empty"] = {"target": "code", "sh": {"rules": ok_rules()}, "code": "return bentoBuild()",
+                                       "env": dict(env, HOME_MLOPS_REGISTRY_CREDENTIALS="")}
+    s["creds-hub-mapping"] = {"target": "code", "sh": {"rules": ok_rules()},
+                              "code": "return fastapiBuild(registry: 'myteam/models', "
+                                      "registryCredentials: ['Index.Docker.io': 'hub-creds', 'myteam': 'wrong'])",
+                              "credentials": {"hub-creds": {"user": "hub", "password": "hub-" + SECRET}}}
+    s["creds-no-push"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()},
+                          "code": "return bentoBuild(push: false)"}
+    s["creds-bad-global"] = {"target": "code", "sh": {"rules": ok_rules()}, "code": "return bentoBuild()",
+                             "env": dict(env, HOME_MLOPS_REGISTRY_CREDENTIALS="127.0.0.1:5000")}
+    s["creds-bad-option"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()},
+                             "code": "return bentoBuild(registryCredentials: ['127.0.0.1:5000': 'id with space'])"}
+    s["creds-option-not-a-map"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()},
+                                   "code": "return bentoBuild(registryCredentials: 'home-mlops-registry')"}
+    s["registry-host-parity"] = {
+        "target": "code",
+        "code": "return " + json.dumps(REFS).replace('"', "'") + ".collect { io.homemlops.RegistryCredentials.host(it) }",
+    }
+    # per-app deploy settings (HOME_MLOPS_* from the job's environment) and the port lock (issue 13)
+    s["deploy-settings-env"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()},
+                                "code": "return deployApp()"}
+    s["deploy-settings-options"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()},
+                                    "code": "return deployApp(port: 18150, memory: '512m', bind: '127.0.0.1')"}
+    s["deploy-no-port"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()}, "code": "return deployApp()"}
+    s["deploy-bad-port"] = {"target": "code", "env": dict(env, HOME_MLOPS_PORT="8000 && touch /tmp/x"),
+                            "sh": {"rules": ok_rules()}, "code": "return deployApp()"}
+    s["build-ignores-deploy-settings"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()},
+                                          "code": "return bentoBuild()"}
+    undeploy_rule = {"match": " undeploy ", "status": 0,
+                     "json": {"command": "undeploy", "ok": True, "app": APP, "removed": [f"{APP}-gateway", f"{APP}-bento"]}}
+    s["undeploy-defaults"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": [undeploy_rule]},
+                              "code": "return undeployApp()"}
+    s["undeploy-nothing"] = {"target": "code", "env": env, "code": "return undeployApp(app: 'hmt-a-none')",
+                             "sh": {"rules": [dict(undeploy_rule, json={"command": "undeploy", "ok": True,
+                                                                         "app": "hmt-a-none", "removed": []})]}}
+    s["undeploy-rejects-run-id"] = {"target": "code", "code": "undeployApp(runId: 'x')", "sh": {"rules": [undeploy_rule]}}
+    s["undeploy-missing-app"] = {"target": "code", "code": "undeployApp()", "params": {}, "sh": {"rules": [undeploy_rule]}}
     s["ensure-helper"] = {
         "target": "code", "env": env, "sh": {"rules": ok_rules()},
         "code": "return bentoBuild(ensureHelper: true, helperSpec: '/srv/home-mlops')",
@@ -78,7 +146,7 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
                             "env": dict(PARAMS, MLFLOW_TRACKING_URI=TRACKING), "sh": {"rules": ok_rules()}}
     s["missing-credentials"] = {"target": "code", "code": "bentoBuild()", "credentials": {},
                                 "sh": {"rules": ok_rules()}}
-    s["pipeline-ok"] = {"target": "jenkinsfile", "env": env, "sh": {"rules": ok_rules()}}
+    s["pipeline-ok"] = {"target": "jenkinsfile", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()}}
     hostile_params = dict(PARAMS, RUN_ID='$(touch /tmp/pwned)"; echo hostile', NAS="`id`; rm -rf /")
     s["pipeline-hostile-record"] = {"target": "jenkinsfile", "env": env, "params": hostile_params,
                                     "sh": {"rules": ok_rules()}}
@@ -155,6 +223,8 @@ def test_step_runs_constant_script_with_values_in_env(rec, step):
     assert env["HOME_MLOPS_JSON"] == json_file
     # credentials bound by withCredentials around the sh, with the documented names
     assert env["REGISTRY_USER"] == "ci-user" and env["REGISTRY_PASSWORD"] == SECRET
+    # deploy holds the port lock (no port set here: the CLI picks it), builds hold none
+    assert sh["locks"] == (["home-mlops-port-default"] if step == "deployApp" else [])
     (up,) = calls(r, "usernamePassword")
     assert up["args"][0] == {"credentialsId": "home-mlops-registry", "usernameVariable": "REGISTRY_USER",
                              "passwordVariable": "REGISTRY_PASSWORD"}
@@ -178,7 +248,7 @@ def test_options_override_params_and_switch_flags(rec):
     assert env["RUN_ID"] == "f" * 32 and env["NAS"] == "gs://bucket/mlruns" and env["AR_NAME"] == "docker.io/team"
     assert env["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
     assert env["HOME_MLOPS_JSON"] == "out/bento.json"
-    # registryCredentialsId: '' means no withCredentials at all
+    # registryCredentials: [:] (and --no-push) means no withCredentials at all
     assert not calls(r, "withCredentials") and "REGISTRY_PASSWORD" not in env
     assert calls(r, "readJSON")[0]["args"][0] == {"file": "out/bento.json"}
 
@@ -216,6 +286,9 @@ def _known_text(step: str) -> str:
     ("bad-type", "fastapiBuild", "fastapiBuild: option 'push' must be true or false"),
     ("missing-required", "bentoBuild", "bentoBuild: missing required option 'app' (pass app: or set the job parameter APP_NAME)"),
     ("missing-run-id", "deployApp", "deployApp: missing required option 'runId' (pass runId: or set the job parameter RUN_ID)"),
+    ("undeploy-rejects-run-id", "undeployApp", "undeployApp: unknown option 'runId'"),
+    ("undeploy-missing-app", "undeployApp", "undeployApp: missing required option 'app' (pass app: or set the job parameter APP_NAME)"),
+    ("creds-option-not-a-map", "bentoBuild", "bentoBuild: option 'registryCredentials' must be a map, got a String"),
 ])
 def test_option_errors_name_the_option_and_the_known_ones(rec, name, step, needle):
     r = rec[name]
@@ -230,6 +303,136 @@ def test_params_fall_back_to_env(rec):
     assert r["result"] == "SUCCESS", r["failure"]
     env = _sh(r)["env"]
     assert env["APP_NAME"] == APP and env["RUN_ID"] == RUN_ID
+
+
+def _bound(r: dict) -> list[str]:
+    return [c["args"][0]["credentialsId"] for c in calls(r, "usernamePassword")]
+
+
+@pytest.mark.parametrize("name", ["foreign-port", "foreign-host", "foreign-hub"])
+@pytest.mark.parametrize("step", list(STEPS))
+def test_a_foreign_registry_host_gets_no_credentials(rec, name, step):
+    r = rec[f"creds-{name}-{step}"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    sh = _sh(r)
+    assert not calls(r, "withCredentials") and not _bound(r)
+    assert "REGISTRY_PASSWORD" not in sh["env"] and "REGISTRY_USER" not in sh["env"]
+    assert SECRET not in json.dumps(r["calls"])
+    host = registry_host(sh["env"]["AR_NAME"])
+    assert any(line.startswith(f"{step}: registry {host}: no credentials mapped to this host, none bound")
+               for line in r["log"]), r["log"]
+
+
+def test_the_jenkins_wide_mapping_binds_by_host(rec):
+    r = rec["creds-global-mapping"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert _bound(r) == ["gh-creds"] and _sh(r)["env"]["REGISTRY_PASSWORD"] == "gh-" + SECRET
+    r = rec["creds-global-mapping-local"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert _bound(r) == ["local-creds"] and _sh(r)["env"]["REGISTRY_USER"] == "lc"
+    # set but empty: no mapping at all, not even the library default
+    r = rec["creds-global-mapping-empty"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert not _bound(r) and "REGISTRY_PASSWORD" not in _sh(r)["env"]
+
+
+def test_docker_hub_images_map_to_docker_io(rec):
+    r = rec["creds-hub-mapping"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert _bound(r) == ["hub-creds"]
+
+
+def test_a_build_without_push_binds_nothing(rec):
+    r = rec["creds-no-push"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert not _bound(r) and "REGISTRY_PASSWORD" not in _sh(r)["env"]
+    assert _sh(r)["args"][0]["script"].endswith(" --no-push")
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("creds-bad-global", "bentoBuild: HOME_MLOPS_REGISTRY_CREDENTIALS: entry '127.0.0.1:5000' has no valid credentials id"),
+    ("creds-bad-option", "bentoBuild: option 'registryCredentials' entry '127.0.0.1:5000' has no valid credentials id"),
+])
+def test_a_malformed_mapping_fails_before_anything_runs(rec, name, needle):
+    r = rec[name]
+    assert r["result"] == "FAILURE"
+    assert needle in r["failure"], r["failure"]
+    assert not calls(r, "sh") and not _bound(r)
+
+
+def test_registry_host_is_parsed_like_the_python_side(rec):
+    r = rec["registry-host-parity"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert r["returned"] == [registry_host(ref) for ref in REFS]
+
+
+def test_deploy_settings_come_from_the_job_environment_under_the_port_lock(rec):
+    r = rec["deploy-settings-env"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    sh = _sh(r)
+    for var, value in APP_ENV.items():
+        assert sh["env"][var] == value
+    (with_env,) = calls(r, "withEnv")
+    assert [e for e in with_env["args"][0] if e.startswith("HOME_MLOPS_") and not e.startswith("HOME_MLOPS_JSON")] == [
+        f"{var}={APP_ENV[var]}" for var in DEPLOY_SETTINGS.values() if var in APP_ENV]
+    (lock,) = calls(r, "lock")
+    assert lock["args"][0] == {"resource": "home-mlops-port-8003"}
+    # the lock is held around the credentials and the CLI, and released after it
+    assert sh["locks"] == ["home-mlops-port-8003"]
+    assert calls(r, "withCredentials")[0]["locks"] == ["home-mlops-port-8003"]
+    assert calls(r, "readJSON")[0]["locks"] == []
+    assert sh["args"][0]["script"] == 'rm -f -- "$HOME_MLOPS_JSON" && home-mlops deploy --json "$HOME_MLOPS_JSON"'
+
+
+def test_deploy_setting_options_override_the_environment(rec):
+    r = rec["deploy-settings-options"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    env = _sh(r)["env"]
+    assert env["HOME_MLOPS_PORT"] == "18150" and env["HOME_MLOPS_MEMORY"] == "512m"
+    assert env["HOME_MLOPS_BIND"] == "127.0.0.1" and env["HOME_MLOPS_CPUS"] == "0.5"
+    assert _sh(r)["locks"] == ["home-mlops-port-18150"]
+
+
+def test_deploy_without_settings_leaves_the_cli_its_defaults(rec):
+    r = rec["deploy-no-port"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    (with_env,) = calls(r, "withEnv")
+    assert not [e for e in with_env["args"][0] if e.split("=")[0] in DEPLOY_SETTINGS.values()]
+    assert _sh(r)["locks"] == ["home-mlops-port-default"]
+
+
+def test_a_port_that_is_not_a_number_fails_before_the_lock(rec):
+    r = rec["deploy-bad-port"]
+    assert r["result"] == "FAILURE"
+    assert "deployApp: option 'port' must be a TCP port number (digits, e.g. 8002), got '8000 && touch /tmp/x'" in r["failure"]
+    assert not calls(r, "sh") and not calls(r, "lock")
+
+
+def test_build_steps_take_no_deploy_settings_and_no_lock(rec):
+    r = rec["build-ignores-deploy-settings"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    (with_env,) = calls(r, "withEnv")
+    assert not [e for e in with_env["args"][0] if e.split("=")[0] in DEPLOY_SETTINGS.values()]
+    assert not calls(r, "lock")
+
+
+def test_undeploy_names_the_app_holds_the_port_lock_and_binds_nothing(rec):
+    r = rec["undeploy-defaults"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    sh = _sh(r)
+    assert sh["args"][0] == {"script": UNDEPLOY_SCRIPT, "returnStatus": True}
+    assert sh["env"]["APP_NAME"] == APP and sh["env"]["HOME_MLOPS_JSON"] == "home-mlops-undeploy.json"
+    (with_env,) = calls(r, "withEnv")
+    # only the app (and the port of its lock): no run, no registry
+    assert [e.split("=")[0] for e in with_env["args"][0]] == ["APP_NAME", "HOME_MLOPS_PORT", "HOME_MLOPS_JSON"]
+    assert sh["locks"] == ["home-mlops-port-8003"]
+    assert not calls(r, "withCredentials") and "REGISTRY_PASSWORD" not in sh["env"]
+    assert r["returned"]["removed"] == [f"{APP}-gateway", f"{APP}-bento"]
+    assert r["description"] == f"undeploy: removed {APP}-gateway, {APP}-bento"
+    r = rec["undeploy-nothing"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert _sh(r)["env"]["APP_NAME"] == "hmt-a-none"
+    assert r["description"] == "undeploy: nothing was deployed for hmt-a-none"
 
 
 def test_missing_credentials_fail_without_running_the_cli(rec):
@@ -247,6 +450,8 @@ def test_pipeline_stage_order_archive_description_and_summary(rec):
     commands = [re.search(r" (bento-build|fastapi-build|deploy) ", s).group(1) for s in sh_scripts(r)]
     assert commands == ["bento-build", "fastapi-build", "deploy"]
     assert [c["stage"] for c in calls(r, "sh")] == stages
+    # only the Deploy stage runs under the app's port lock
+    assert [c["locks"] for c in calls(r, "sh")] == [[], [], ["home-mlops-port-8003"]]
     assert [c["args"][0] for c in calls(r, "post")] == ["always", "success"]
     (archive,) = calls(r, "archiveArtifacts")
     assert archive["files"] == ["home-mlops-bento.json", "home-mlops-deploy.json", "home-mlops-gateway.json"]
@@ -254,13 +459,14 @@ def test_pipeline_stage_order_archive_description_and_summary(rec):
     assert r["description"] == "\n".join([
         f"bento: {reg}/{APP}-bento:r-0123456789ab (sha256:{'b' * 64})",
         f"gateway: {reg}/{APP}-gateway:r-0123456789ab (sha256:{'g' * 64})",
-        f"deploy: http://127.0.0.1:8000 (run {RUN_ID})",
+        f"deploy: http://{DEPLOY_HOST}:8000 (run {RUN_ID})",
     ])
     summary = "\n".join(r["log"])
     assert f"home-mlops: deployed {APP}" in summary
     assert f"{reg}/{APP}-bento:r-0123456789ab @ sha256:{'b' * 64}" in summary
     assert f"{reg}/{APP}-gateway:r-0123456789ab @ sha256:{'g' * 64}" in summary
-    assert "http://127.0.0.1:8000/predict" in summary
+    assert f"url:           http://{DEPLOY_HOST}:8000/predict" in summary
+    assert "on this host:  http://127.0.0.1:8000/predict" in summary
 
 
 @pytest.mark.parametrize("status", [4, 5, 6])
@@ -308,7 +514,7 @@ def test_secret_and_values_never_in_sh_scripts(rec):
                 for exe in ("home-mlops", '"$HOME_MLOPS_BIN"')
                 for cmd in ("bento-build", "fastapi-build", "deploy")
                 for flags in ("", " --no-push", " --force", " --no-push --force")
-            } | {"bash .home-mlops/ensure-helper.sh"}, script
+            } | {"bash .home-mlops/ensure-helper.sh", UNDEPLOY_SCRIPT}, script
         for c in calls(r, "withEnv") + calls(r, "echo") + calls(r, "error"):
             assert SECRET not in json.dumps(c["args"])
         assert SECRET not in (r["description"] or "")
@@ -364,7 +570,7 @@ def test_real_shell_ensure_helper(rec):
     assert len(calls(r, "sh")) == 1
 
 
-@pytest.mark.parametrize("step", list(STEPS))
+@pytest.mark.parametrize("step", list(KNOWN))
 def test_help_page_documents_every_option(step):
     text = (REPO / "vars" / f"{step}.txt").read_text()
     assert text.lstrip().startswith("<"), "an HTML fragment"

@@ -167,7 +167,7 @@ def stderr_of(result) -> str:
 def test_register_creates_one_job_per_app_with_five_parameters(fake_jenkins):
     result = invoke("register", "--jobs", str(REPO / "jobs"))
     assert result.exit_code == 0, stderr_of(result)
-    assert sorted(fake_jenkins.jobs) == sorted(APPS)
+    assert sorted(fake_jenkins.jobs) == sorted(APPS + [f"{app}-undeploy" for app in APPS])
     root = ET.fromstring(fake_jenkins.jobs[APP])
     names = [p.findtext("name") for p in root.findall(".//parameterDefinitions/*")]
     assert names == ["APP_NAME", "EXPERIMENT_ID", "RUN_ID", "NAS", "AR_NAME"]
@@ -175,10 +175,16 @@ def test_register_creates_one_job_per_app_with_five_parameters(fake_jenkins):
     # a second register updates in place (config.xml POST), no duplicate creation
     before = sum(1 for m, p in fake_jenkins.requests if p.startswith("/createItem"))
     fake_jenkins.jobs[APP] = "<flow-definition/>"
+    fake_jenkins.jobs[f"{APP}-undeploy"] = "<flow-definition/>"
+    other = "tabular-iris-lightgbm-undeploy"
+    fake_jenkins.jobs[other] = "<flow-definition/>"
     result = invoke("register", "--jobs", str(REPO / "jobs"), APP)
     assert result.exit_code == 0, stderr_of(result)
     assert sum(1 for m, p in fake_jenkins.requests if p.startswith("/createItem")) == before
     assert "APP_NAME" in fake_jenkins.jobs[APP]
+    # naming an app updates both of its jobs, and no other app's
+    assert "undeployApp()" in fake_jenkins.jobs[f"{APP}-undeploy"]
+    assert fake_jenkins.jobs[other] == "<flow-definition/>"
     assert TOKEN not in stderr_of(result)
 
 

@@ -78,8 +78,14 @@ def repo_root() -> Path:
     return root
 
 
+UNDEPLOY_SUFFIX = "-undeploy"
+
+
 def project_apps(jobs_dir: Path) -> list[str]:
-    """The apps listed in jobs/projects.yaml (the `app` axis of each project)."""
+    """The apps listed in jobs/projects.yaml (the `app` axis of each project).
+
+    An entry is a name or, in JJB's per-value form, `{name: {port: ..., ...}}`.
+    """
     import yaml
 
     apps: list[str] = []
@@ -88,8 +94,14 @@ def project_apps(jobs_dir: Path) -> list[str]:
             project = entry.get("project") if isinstance(entry, dict) else None
             if isinstance(project, dict):
                 value = project.get("app", [])
-                apps.extend([value] if isinstance(value, str) else list(value))
-    return apps
+                for item in [value] if isinstance(value, (str, dict)) else list(value):
+                    apps.extend(item.keys() if isinstance(item, dict) else [item])
+    return [str(app) for app in apps]
+
+
+def app_jobs(name: str) -> list[str]:
+    """The Jenkins jobs of one app: its build job and its undeploy job (jobs/templates.yaml)."""
+    return [name] if name.endswith(UNDEPLOY_SUFFIX) else [name, name + UNDEPLOY_SUFFIX]
 
 
 def _server(config: JenkinsConfig, timeout: float = 30):
@@ -162,9 +174,9 @@ def write_ini(directory: Path, config: JenkinsConfig) -> Path:
 @jenkins_app.command()
 def register(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="JJB folder (default: jobs/ of this checkout)"),
-    names: Optional[list[str]] = typer.Argument(None, help="Only these jobs (default: all apps)"),
+    names: Optional[list[str]] = typer.Argument(None, help="Only these apps (default: all apps)"),
 ) -> None:
-    """Create or update one Jenkins job per app from jobs/ (Jenkins Job Builder `update`)."""
+    """Create or update each app's jobs from jobs/: `<app>` and `<app>-undeploy` (Jenkins Job Builder `update`)."""
 
     def body() -> int:
         config = JenkinsConfig.from_env()
@@ -175,7 +187,7 @@ def register(
             validate_app(name)
         with tempfile.TemporaryDirectory(prefix="home-mlops-jjb-") as tmp:
             ini = write_ini(Path(tmp), config)
-            argv = jjb_argv(ini, jobs_dir, list(names or []))
+            argv = jjb_argv(ini, jobs_dir, [job for name in names or [] for job in app_jobs(name)])
             _err(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -16,7 +16,8 @@
  *     target      "jenkinsfile" | "code"
  *     code        Groovy code evaluated with the pipeline binding (target code)
  *     workspace   the run's workspace folder (created; cwd of real sh)
- *     mode        "record" (default) | "real": sh runs `bash -c script` for real
+ *     mode        "record" (default) | "real": sh runs `/bin/sh -xe -c script` for
+ *                 real, as Jenkins' sh step does on a Unix agent (dash on Debian)
  *     params, env job parameters and the initial pipeline environment
  *     credentials {id: {user:, password:}} for withCredentials/usernamePassword
  *     sh          record mode: {status: N, rules: [{match: "bento-build",
@@ -54,9 +55,11 @@ class Run {
     String failure
     String failedStage
     List<String> stageStack = []
+    List<String> locks = []
 
     Map record(String step, List args, Map extra = [:]) {
-        Map entry = [step: step, args: Harness.plain(args), stage: stageStack ? stageStack[-1] : null]
+        Map entry = [step: step, args: Harness.plain(args), stage: stageStack ? stageStack[-1] : null,
+                     locks: new ArrayList<String>(locks)]
         if (recordEnv) {
             entry.env = new LinkedHashMap(env)
         }
@@ -77,7 +80,7 @@ class Run {
         int status
         String output = ''
         if (mode == 'real') {
-            ProcessBuilder pb = new ProcessBuilder(['bash', '-c', script])
+            ProcessBuilder pb = new ProcessBuilder(['/bin/sh', '-xe', '-c', script])
             pb.directory(workspace)
             Map<String, String> penv = pb.environment()
             env.each { k, v -> penv.put(k.toString(), v == null ? '' : v.toString()) }
@@ -386,6 +389,17 @@ class Harness {
         })
         b.setVariable('script', { Closure body -> body() })
         b.setVariable('timeout', { Map a, Closure body -> r.record('timeout', [a]); body() })
+        // lockable-resources: records the resource and which sh calls ran while it was held
+        b.setVariable('lock', { Object a, Closure body ->
+            Map m = a instanceof Map ? (Map) a : [resource: a]
+            r.record('lock', [m])
+            r.locks << m.resource.toString()
+            try {
+                return body()
+            } finally {
+                r.locks.remove(r.locks.size() - 1)
+            }
+        })
         b.setVariable('properties', { Object a -> r.record('properties', [a]); null })
         b.setVariable('pipeline', { Closure c -> runPipeline(r, c) })
         vars.each { String name, Class cls ->
@@ -487,7 +501,9 @@ class Harness {
     }
 
     static void main(String[] args) {
-        Map config = (Map) new JsonSlurper().parse(new File(args[0]), 'UTF-8')
+        // plain maps, copied per run below: JsonSlurper's lazy maps are not safe to share
+        // between the runs' threads (a run once saw another run's params: "missing runId")
+        Map config = (Map) copy(new JsonSlurper().parse(new File(args[0]), 'UTF-8'))
         Harness h = new Harness(new File(config.repo.toString()))
         h.jenkinsfileClass()
         Map common = new LinkedHashMap(config)
@@ -497,8 +513,8 @@ class Harness {
         ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, parallel))
         List<Future> futures = []
         runs.eachWithIndex { Object rc, int i ->
-            Map merged = new LinkedHashMap(common)
-            merged.putAll((Map) rc)
+            Map merged = (Map) copy(common)
+            merged.putAll((Map) copy(rc))
             futures << pool.submit({ h.execute(merged, i) } as Callable)
         }
         List results = futures.collect { it.get() }

@@ -26,6 +26,7 @@ PARAMS = {
 }
 SECRET = "s3cr3t-Pa55w0rd-do-not-log-7f3a"
 CREDENTIALS = {"home-mlops-registry": {"user": "ci-user", "password": SECRET}}
+DEPLOY_HOST = "buildhost.home.example"  # what a deploy result's url names (contract 4), never contacted
 
 
 def groovy_env() -> dict[str, str]:
@@ -89,7 +90,8 @@ def ok_rules(app: str = APP) -> list[dict]:
             "command": "fastapi-build", "ok": True, "app": app, "run_id": RUN_ID,
             "image": f"{reg}/{app}-gateway:r-0123456789ab", "digest": "sha256:" + "g" * 64, "pushed": True}},
         {"match": " deploy ", "status": 0, "json": {
-            "command": "deploy", "ok": True, "app": app, "run_id": RUN_ID, "url": "http://127.0.0.1:8000",
+            "command": "deploy", "ok": True, "app": app, "run_id": RUN_ID, "url": f"http://{DEPLOY_HOST}:8000",
+            "local_url": "http://127.0.0.1:8000", "port": 8000, "bind": "0.0.0.0",
             "bento_image": f"{reg}/{app}-bento:r-0123456789ab",
             "gateway_image": f"{reg}/{app}-gateway:r-0123456789ab", "previous_run_id": None}},
     ]

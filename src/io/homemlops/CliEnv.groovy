@@ -18,8 +18,17 @@ class CliEnv implements Serializable {
     static List<String> build(Map options) {
         List<String> envList = []
         for (String option : StepOptions.PARAMETER_ENV.keySet()) {
-            Object value = options[option]
-            envList.add("${StepOptions.PARAMETER_ENV[option]}=${value == null ? '' : value}".toString())
+            if (options.containsKey(option)) {
+                Object value = options[option]
+                envList.add("${StepOptions.PARAMETER_ENV[option]}=${value == null ? '' : value}".toString())
+            }
+        }
+        // deploy settings only when set: an unset one leaves the CLI its own default
+        // (the app's entry in jobs/projects.yaml, then the built-in one)
+        for (String option : StepOptions.DEPLOY_ENV.keySet()) {
+            if (options[option]) {
+                envList.add("${StepOptions.DEPLOY_ENV[option]}=${options[option]}".toString())
+            }
         }
         if (options.trackingUri) {
             envList.add("MLFLOW_TRACKING_URI=${options.trackingUri}".toString())
@@ -48,10 +57,16 @@ class CliEnv implements Serializable {
      * rm first so that a stale result from an earlier build is never read back.
      */
     @NonCPS
-    static String script(String command, Map options, boolean buildStep) {
+    static String script(StepSpec spec, Map options) {
         String exe = helperPath(options) ? '"$HOME_MLOPS_BIN"' : 'home-mlops'
-        String line = 'rm -f -- "$HOME_MLOPS_JSON" && ' + exe + ' ' + command + ' --json "$HOME_MLOPS_JSON"'
-        if (buildStep) {
+        String line = 'rm -f -- "$HOME_MLOPS_JSON" && ' + exe + ' ' + spec.command
+        if (spec.appFlag) {
+            // the CLI's other commands read APP_NAME themselves; --app=VALUE keeps a value
+            // that starts with '-' a value, never an option
+            line += ' --app="$APP_NAME"'
+        }
+        line += ' --json "$HOME_MLOPS_JSON"'
+        if (spec.buildStep) {
             if (!options.push) {
                 line += ' --no-push'
             }

@@ -9,24 +9,16 @@ class CliStep implements Serializable {
     private static final long serialVersionUID = 1L
 
     final def steps
-    final String step       // e.g. bentoBuild
-    final String command    // e.g. bento-build
-    final String kind       // description label: bento, gateway, deploy
-    final String jsonFile   // default result file
-    final boolean buildStep // has --push/--force
+    final StepSpec spec
 
-    CliStep(def steps, String step, String command, String kind, String jsonFile, boolean buildStep) {
+    CliStep(def steps, StepSpec spec) {
         this.steps = steps
-        this.step = step
-        this.command = command
-        this.kind = kind
-        this.jsonFile = jsonFile
-        this.buildStep = buildStep
+        this.spec = spec
     }
 
     Map options(Map config) {
-        Map defaults = StepOptions.defaults(jsonFile, steps.params, steps.env, buildStep)
-        String problem = StepOptions.problem(step, config == null ? [:] : config, defaults)
+        Map defaults = StepOptions.defaults(spec, steps.params, steps.env)
+        String problem = StepOptions.problem(spec.step, config == null ? [:] : config, defaults)
         if (problem) {
             steps.error(problem)
         }
@@ -39,35 +31,66 @@ class CliStep implements Serializable {
             ensureHelper(opts)
         }
         List<String> envList = CliEnv.build(opts)
-        String script = CliEnv.script(command, opts, buildStep)
+        String script = CliEnv.script(spec, opts)
+        String credentialsId = registryCredentialsId(opts)
         int status = -1
         steps.withEnv(envList) {
-            if (opts.registryCredentialsId) {
-                steps.withCredentials([steps.usernamePassword(credentialsId: opts.registryCredentialsId,
-                        usernameVariable: 'REGISTRY_USER', passwordVariable: 'REGISTRY_PASSWORD')]) {
-                    status = steps.sh(script: script, returnStatus: true)
+            if (spec.locksPort) {
+                // one deploy per port at a time across every job of this Jenkins (issue 13)
+                steps.lock(resource: StepOptions.lockResource(opts)) {
+                    status = runScript(script, credentialsId)
                 }
             } else {
-                status = steps.sh(script: script, returnStatus: true)
+                status = runScript(script, credentialsId)
             }
         }
         Map result = readResult(opts.jsonFile.toString())
         if (status != 0) {
             String cliError = Summary.text(result?.error)
-            String message = "${step}: home-mlops ${command} failed with exit code ${status} (${ExitCodes.meaning(status)})".toString()
+            String message = "${spec.step}: home-mlops ${spec.command} failed with exit code ${status} (${ExitCodes.meaning(status)})".toString()
             if (cliError) {
                 message += ": ${cliError}"
             } else if (result == null) {
                 message += "; no result file ${opts.jsonFile} was written, see the log above"
             }
-            steps.currentBuild.description = Summary.append(steps.currentBuild.description, "${kind}: FAILED (exit ${status})".toString())
+            steps.currentBuild.description = Summary.append(steps.currentBuild.description, "${spec.kind}: FAILED (exit ${status})".toString())
             steps.error(message)
         }
         if (result == null) {
-            steps.error("${step}: home-mlops ${command} exited 0 but wrote no result file ${opts.jsonFile}".toString())
+            steps.error("${spec.step}: home-mlops ${spec.command} exited 0 but wrote no result file ${opts.jsonFile}".toString())
         }
-        steps.currentBuild.description = Summary.append(steps.currentBuild.description, Summary.line(kind, result))
+        steps.currentBuild.description = Summary.append(steps.currentBuild.description, Summary.line(spec.kind, result))
         return result
+    }
+
+    /**
+     * The credentials to bind: only for a step that contacts the registry, and only
+     * when AR_NAME's host has a mapping (a foreign host never gets a password).
+     */
+    private String registryCredentialsId(Map opts) {
+        if (!spec.usesRegistry || (spec.buildStep && !opts.push)) {
+            return ''
+        }
+        String host = RegistryCredentials.host(opts.registry.toString())
+        String id = RegistryCredentials.idFor((Map) opts.registryCredentials, opts.registry.toString())
+        if (id) {
+            steps.echo("${spec.step}: registry ${host}: binding credentials '${id}'".toString())
+        } else {
+            steps.echo("${spec.step}: registry ${host}: no credentials mapped to this host, none bound (registryCredentials / ${RegistryCredentials.ENV})".toString())
+        }
+        return id
+    }
+
+    private int runScript(String script, String credentialsId) {
+        if (!credentialsId) {
+            return steps.sh(script: script, returnStatus: true)
+        }
+        int status = -1
+        steps.withCredentials([steps.usernamePassword(credentialsId: credentialsId,
+                usernameVariable: 'REGISTRY_USER', passwordVariable: 'REGISTRY_PASSWORD')]) {
+            status = steps.sh(script: script, returnStatus: true)
+        }
+        return status
     }
 
     private Map readResult(String file) {
@@ -85,7 +108,7 @@ class CliStep implements Serializable {
         steps.withEnv(envList) {
             int rc = steps.sh(script: 'bash .home-mlops/ensure-helper.sh', returnStatus: true)
             if (rc != 0) {
-                steps.error("${step}: could not provide home-mlops on this agent (ensure-helper.sh exit ${rc}); install it on the agent, or set helperSpec: to a pip requirement (path, git URL)".toString())
+                steps.error("${spec.step}: could not provide home-mlops on this agent (ensure-helper.sh exit ${rc}); install it on the agent, or set helperSpec: to a pip requirement (path, git URL)".toString())
             }
         }
     }

@@ -11,7 +11,6 @@ class StepOptions implements Serializable {
     private static final long serialVersionUID = 1L
 
     static final String DEFAULT_REGISTRY = '127.0.0.1:5000/home-mlops'
-    static final String DEFAULT_CREDENTIALS_ID = 'home-mlops-registry'
 
     /** Options that hold one of the five job parameters: option -> environment variable. */
     static final Map<String, String> PARAMETER_ENV = [
@@ -22,41 +21,78 @@ class StepOptions implements Serializable {
         registry    : 'AR_NAME',
     ]
 
-    static final List<String> STRING_OPTIONS = [
-        'app', 'experimentId', 'runId', 'nas', 'registry',
-        'registryCredentialsId', 'trackingUri', 'jsonFile', 'helperPath', 'helperSpec',
+    /**
+     * Per-app deploy settings: option -> environment variable of the CLI (docs/cli-contract.md).
+     * Jenkins Job Builder puts them into the job's environment (jobs/projects.yaml).
+     */
+    static final Map<String, String> DEPLOY_ENV = [
+        port        : 'HOME_MLOPS_PORT',
+        bind        : 'HOME_MLOPS_BIND',
+        cpus        : 'HOME_MLOPS_CPUS',
+        memory      : 'HOME_MLOPS_MEMORY',
+        readyTimeout: 'HOME_MLOPS_READY_TIMEOUT',
+        target      : 'HOME_MLOPS_TARGET',
+        serving     : 'HOME_MLOPS_SERVING',
     ]
+
     static final List<String> BOOLEAN_OPTIONS = ['push', 'force', 'ensureHelper']
+    static final List<String> MAP_OPTIONS = ['registryCredentials']
+    // a port is digits only: it names the Jenkins lock resource before the CLI sees it
+    private static final String PORT = /[0-9]{1,5}/
 
     /**
-     * The defaults of one step. Job parameters come from {@code params} first,
-     * then from {@code env} (Jenkins exposes parameters in both).
+     * The defaults of one step. Job parameters and deploy settings come from
+     * {@code params} first, then from {@code env} (Jenkins exposes parameters in both).
      */
     @NonCPS
-    static Map defaults(String jsonFile, Object params, Object env, boolean buildStep) {
+    static Map defaults(StepSpec spec, Object params, Object env) {
         Map d = [:]
-        for (String option : PARAMETER_ENV.keySet()) {
+        for (String option : spec.jobParameters) {
             String var = PARAMETER_ENV[option]
             d[option] = firstNonNull(lookup(params, var), lookup(env, var), '')
         }
-        if (!d.registry) {
+        if (d.containsKey('registry') && !d.registry) {
             d.registry = DEFAULT_REGISTRY
         }
-        d.registryCredentialsId = DEFAULT_CREDENTIALS_ID
-        d.trackingUri = firstNonNull(lookup(env, 'MLFLOW_TRACKING_URI'), '')
-        d.jsonFile = jsonFile
+        for (String option : settingOptions(spec)) {
+            d[option] = firstNonNull(lookup(env, DEPLOY_ENV[option]), '')
+        }
+        if (spec.usesRegistry) {
+            d.registryCredentials = RegistryCredentials.fromEnv(env)
+        }
+        if (spec.jobParameters.contains('runId')) {
+            d.trackingUri = firstNonNull(lookup(env, 'MLFLOW_TRACKING_URI'), '')
+        }
+        d.jsonFile = spec.jsonFile
         d.helperPath = ''
         d.helperSpec = ''
         d.ensureHelper = false
-        if (buildStep) {
+        if (spec.buildStep) {
             d.push = true
             d.force = false
         }
         return d
     }
 
+    /** The deploy-setting options a step takes: all of them for deploy, the port (its lock) for undeploy. */
+    @NonCPS
+    static List<String> settingOptions(StepSpec spec) {
+        if (spec.deploySettings) {
+            return new ArrayList<String>(DEPLOY_ENV.keySet())
+        }
+        return spec.locksPort ? ['port'] : []
+    }
+
+    /** The Jenkins lock resource of a step that holds the app's port. */
+    @NonCPS
+    static String lockResource(Map options) {
+        String port = options.port ? options.port.toString() : 'default'
+        return "home-mlops-port-${port}".toString()
+    }
+
     @NonCPS
     static List<String> required() {
+        // a step checks those of these it has (undeploy has no experimentId, runId nor registry)
         return ['app', 'experimentId', 'runId', 'registry', 'jsonFile']
     }
 
@@ -83,11 +119,30 @@ class StepOptions implements Serializable {
             if (BOOLEAN_OPTIONS.contains(name) && !(value instanceof Boolean)) {
                 return "${step}: option '${name}' must be true or false, got a ${value.getClass().simpleName}; known: ${knownText}".toString()
             }
-            if (STRING_OPTIONS.contains(name) && !(value instanceof CharSequence) && !(value instanceof Number)) {
+            if (MAP_OPTIONS.contains(name)) {
+                if (!(value instanceof Map)) {
+                    return "${step}: option '${name}' must be a map, got a ${value.getClass().simpleName}; known: ${knownText}".toString()
+                }
+                continue
+            }
+            if (!BOOLEAN_OPTIONS.contains(name) && !(value instanceof CharSequence) && !(value instanceof Number)) {
                 return "${step}: option '${name}' must be a string, got a ${value.getClass().simpleName}; known: ${knownText}".toString()
             }
         }
         Map merged = merge(defaults, config)
+        if (merged.registryCredentials instanceof CharSequence) {
+            // HOME_MLOPS_REGISTRY_CREDENTIALS could not be parsed: RegistryCredentials.parse said why
+            return "${step}: ${merged.registryCredentials}".toString()
+        }
+        if (merged.registryCredentials instanceof Map) {
+            String bad = RegistryCredentials.mapProblem(step, (Map) merged.registryCredentials)
+            if (bad) {
+                return bad
+            }
+        }
+        if (merged.port && !(merged.port.toString() ==~ PORT)) {
+            return "${step}: option 'port' must be a TCP port number (digits, e.g. 8002), got '${merged.port}'; set it in jobs/projects.yaml (HOME_MLOPS_PORT) or pass port:".toString()
+        }
         for (String name : required()) {
             if (!merged.containsKey(name)) {
                 continue
@@ -102,7 +157,7 @@ class StepOptions implements Serializable {
         return null
     }
 
-    /** defaults overlaid with config; CharSequence/Number values become plain Strings. */
+    /** defaults overlaid with config; CharSequence/Number values become plain Strings, maps plain maps. */
     @NonCPS
     static Map merge(Map defaults, Map config) {
         Map merged = new LinkedHashMap(defaults)
@@ -113,6 +168,12 @@ class StepOptions implements Serializable {
             }
             if (value instanceof CharSequence || value instanceof Number) {
                 value = value.toString()
+            } else if (value instanceof Map) {
+                Map copy = new LinkedHashMap()
+                for (Object k : ((Map) value).keySet()) {
+                    copy[k.toString()] = ((Map) value)[k] instanceof CharSequence ? ((Map) value)[k].toString() : ((Map) value)[k]
+                }
+                value = copy
             }
             merged[key.toString()] = value
         }

@@ -23,6 +23,12 @@ class Summary implements Serializable {
             String run = text(result?.run_id)
             return "deploy: ${url ?: '(no url)'}${run ? " (run ${run})" : ''}".toString()
         }
+        if (kind == 'undeploy') {
+            List removed = result?.removed instanceof List ? (List) result.removed : []
+            String app = text(result?.app)
+            return removed ? "undeploy: removed ${removed.join(', ')}".toString()
+                           : "undeploy: nothing was deployed${app ? " for ${app}" : ''}".toString()
+        }
         String image = text(result?.image)
         String digest = text(result?.digest)
         return "${kind}: ${image ?: '(no image)'}${digest ? " (${digest})" : ''}".toString()
@@ -41,6 +47,9 @@ class Summary implements Serializable {
         lines.add('  bento image:   ' + text(bento?.image) + (text(bento?.digest) ? " @ ${text(bento?.digest)}" : ''))
         lines.add('  gateway image: ' + text(gateway?.image) + (text(gateway?.digest) ? " @ ${text(gateway?.digest)}" : ''))
         lines.add('  url:           ' + text(deployment?.url) + '/predict')
+        if (text(deployment?.local_url)) {
+            lines.add('  on this host:  ' + text(deployment?.local_url) + '/predict')
+        }
         if (text(deployment?.previous_run_id)) {
             lines.add('  replaced run:  ' + text(deployment?.previous_run_id))
         }
