@@ -11,16 +11,28 @@
 #   JENKINS_ADMIN_ID          admin
 #   JENKINS_ADMIN_PASSWORD    generated once, kept in the state folder
 #   REGISTRY_USER / REGISTRY_PASSWORD   become the credentials 'home-mlops-registry'
+#   HOME_MLOPS_TRUSTED_REGISTRIES       registries the CLI may contact (blank: its default)
+# Passwords never enter the container's environment (where `docker inspect` and every
+# build would see them): they go, on stdin, into files in the volume
+# home-mlops-jenkins-secrets, which JCasC reads (casc.yaml, ${readFile:...}).
 #   MLFLOW_TRACKING_URI       http://127.0.0.1:8001 (home-mlops mlflow-server)
 #   HOME_MLOPS_JENKINS_WAIT   300              seconds to wait for Jenkins
 # Needs: the base image jenkins/jenkins:<JENKINS_VERSION>-jdk17 present locally
 # (no image is pulled here), a Docker daemon, python3 with python-jenkins.
 set -euo pipefail
 
+# Take the passwords out of the environment first: no command below (docker, python)
+# inherits them; they reach Jenkins only through put_secret's stdin.
+admin_password="${JENKINS_ADMIN_PASSWORD:-}"
+registry_user="${REGISTRY_USER:-home-mlops}" registry_password="${REGISTRY_PASSWORD:-}"
+unset JENKINS_ADMIN_PASSWORD REGISTRY_USER REGISTRY_PASSWORD
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 container=home-mlops-jenkins
 volume=home-mlops-jenkins-home
+secrets_volume=home-mlops-jenkins-secrets
+secrets_dir=/run/secrets/home-mlops
 image=home-mlops/jenkins:local
 port="${HOME_MLOPS_JENKINS_PORT:-8080}"
 state="${HOME_MLOPS_HOME:-$repo/.home-mlops}/jenkins"
@@ -46,14 +58,16 @@ python="${HOME_MLOPS_PYTHON:-$repo/.venv/bin/python}"
 
 mkdir -p "$state"
 chmod 700 "$state"
-if [ -z "${JENKINS_ADMIN_PASSWORD:-}" ]; then
-    if [ ! -s "$state/admin-password" ]; then
-        (umask 077; "$python" -c 'import secrets; print(secrets.token_urlsafe(24))' > "$state/admin-password")
-    fi
-    JENKINS_ADMIN_PASSWORD="$(cat "$state/admin-password")"
+# The admin password (given, kept from an earlier start, or generated once) lives in
+# $state/admin-password (0600, no trailing newline), never in an exported variable.
+if [ -z "$admin_password" ] && [ -s "$state/admin-password" ]; then
+    admin_password="$(cat "$state/admin-password")"
+elif [ -z "$admin_password" ]; then
+    admin_password="$("$python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
 fi
-export JENKINS_ADMIN_ID="${JENKINS_ADMIN_ID:-admin}" JENKINS_ADMIN_PASSWORD
-export REGISTRY_USER="${REGISTRY_USER:-home-mlops}" REGISTRY_PASSWORD="${REGISTRY_PASSWORD:-}"
+(umask 077; printf '%s' "$admin_password" > "$state/admin-password")
+export JENKINS_ADMIN_ID="${JENKINS_ADMIN_ID:-admin}"
+export HOME_MLOPS_TRUSTED_REGISTRIES="${HOME_MLOPS_TRUSTED_REGISTRIES:-}"
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://127.0.0.1:8001}"
 export HOME_MLOPS_JENKINS_URL="http://127.0.0.1:${port}/"
 export JENKINS_OPTS="--httpPort=${port} --httpListenAddress=127.0.0.1"
@@ -76,6 +90,18 @@ fi
 echo "> building $image from $base" >&2
 docker build --network host -t "$image" -f "$ctx/docker/jenkins/Dockerfile" "${build_args[@]}" "$ctx" >&2
 
+# put_secret NAME: stdin -> $secrets_dir/NAME in the secrets volume, written by the
+# image's jenkins user (mode 0600). The value never appears in argv or an environment.
+put_secret() {
+    docker run --rm -i --network none --entrypoint /bin/sh -v "$secrets_volume:$secrets_dir" "$image" \
+        -c 'umask 077 && cat > "$0/$1"' "$secrets_dir" "$1"
+}
+printf '%s' "$admin_password" | put_secret admin-password
+unset admin_password
+printf '%s' "$registry_user" | put_secret registry-user
+printf '%s' "$registry_password" | put_secret registry-password
+unset registry_password
+
 docker rm -f "$container" >/dev/null 2>&1 || true
 sock_gid="$(stat -c %g /var/run/docker.sock)"
 echo "> starting $container on $HOME_MLOPS_JENKINS_URL" >&2
@@ -83,18 +109,22 @@ docker run -d --name "$container" --restart unless-stopped --network host \
     --group-add "$sock_gid" \
     -v /var/run/docker.sock:/var/run/docker.sock \
     -v "$volume:/var/jenkins_home" \
+    -v "$secrets_volume:$secrets_dir:ro" \
     -v "$repo:/srv/home-mlops:ro" \
     "${run_mounts[@]}" \
-    -e JENKINS_ADMIN_ID -e JENKINS_ADMIN_PASSWORD -e REGISTRY_USER -e REGISTRY_PASSWORD \
+    -e JENKINS_ADMIN_ID -e HOME_MLOPS_TRUSTED_REGISTRIES \
     -e MLFLOW_TRACKING_URI -e HOME_MLOPS_JENKINS_URL -e JENKINS_OPTS \
     -e PIP_INDEX_URL="$index_url" -e PIP_EXTRA_INDEX_URL="$extra_url" \
     "$image" >/dev/null
 
 echo "> waiting for Jenkins (python-jenkins wait_for_normal_op)" >&2
-HOME_MLOPS_JENKINS_WAIT="${HOME_MLOPS_JENKINS_WAIT:-300}" "$python" - <<'PY' || code=7 die "Jenkins did not become ready; see: docker logs home-mlops-jenkins"
+HOME_MLOPS_JENKINS_WAIT="${HOME_MLOPS_JENKINS_WAIT:-300}" HOME_MLOPS_ADMIN_PASSWORD_FILE="$state/admin-password" \
+    "$python" - <<'PY' || code=7 die "Jenkins did not become ready; see: docker logs home-mlops-jenkins"
 import os, sys, jenkins
+with open(os.environ["HOME_MLOPS_ADMIN_PASSWORD_FILE"], encoding="utf-8") as handle:
+    password = handle.read()
 server = jenkins.Jenkins(os.environ["HOME_MLOPS_JENKINS_URL"], username=os.environ["JENKINS_ADMIN_ID"],
-                         password=os.environ["JENKINS_ADMIN_PASSWORD"], timeout=10)
+                         password=password, timeout=10)
 if not server.wait_for_normal_op(int(os.environ["HOME_MLOPS_JENKINS_WAIT"])):
     sys.exit(1)
 print("ready: Jenkins", server.get_version(), "as", server.get_whoami()["id"], file=sys.stderr)
