@@ -44,6 +44,9 @@ BUILD_CASES = [
     ("registry", "127.0.0.1:5000/Home-MLOps", "AR_NAME", "no tag"),
     ("registry", "127.0.0.1:5000/home-mlops/", "AR_NAME", "no tag"),
     ("registry", "x;touch {canary}", "AR_NAME", "no tag"),
+    ("app", "[/x]", "APP_NAME '[/x]'", "DNS label"),  # rich markup: printed literally, never parsed
+    ("app", "[link=https://evil.invalid]x[/link]", "APP_NAME '[link=https://evil.invalid]x[/link]'", "DNS label"),
+    ("app", "[bold]x[/bold]", "APP_NAME '[bold]x[/bold]'", "DNS label"),
 ]
 
 GOOD = {"app": "tabular-iris-multi-classifier", "experiment-id": "1", "run-id": RUN, "nas": "", "registry": ""}
@@ -129,3 +132,29 @@ def test_missing_parameters(state, tmp_path):
     proc = run_cli(["resolve", "--run-id", RUN, "--json", str(out)], env=_env(state), timeout=240, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "EXPERIMENT_ID" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("value", ["[/x]", "[link=https://evil.invalid]x[/link]", "[bold red]x"])
+def test_markup_in_app_name_env_prints_literally(value, state, tmp_path):
+    """APP_NAME from Jenkins, as in issue 9: exit 2 with the JSON result, the value shown as passed."""
+    env = {**_env(state), "APP_NAME": value}
+    out = tmp_path / "r.json"
+    proc = run_cli(["bento-build", "--experiment-id=1", f"--run-id={RUN}", "--no-push", "--json", str(out)],
+                   env=env, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "MarkupError" not in proc.stderr and "Traceback" not in proc.stderr
+    assert f"APP_NAME {value!r}" in proc.stderr
+    data = json.loads(out.read_text())
+    assert data["exit_code"] == 2 and f"APP_NAME {value!r}" in data["error"]
+
+
+def test_console_prints_values_literally(capsys):
+    from home_mlops import console
+
+    value = "[/x] [link=https://evil.invalid]click[/link] [bold]b[/bold] :smile:"
+    for emit in (console.step, console.ok, console.warn, console.info, console.error):
+        emit(value)
+    err = capsys.readouterr().err
+    assert err.count(value) == 5, err
+    assert "> " + value in err and "ok " + value in err and "warning: " + value in err and "error: " + value in err
