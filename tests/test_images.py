@@ -176,7 +176,8 @@ def test_labels_push_pull_and_wrong_password(trained_run, local_platform, tmp_pa
 def test_unreachable_registry_and_docker_down(trained_run, local_platform, tmp_path):
     app = "tabular-iris-multi-classifier"
     run = trained_run(app)
-    env = registry_env(run, local_platform, AR_NAME=f"127.0.0.1:{free_port()}/nowhere")
+    nowhere = f"127.0.0.1:{free_port()}"  # trusted (else exit 2 before any connection), but nothing listens
+    env = registry_env(run, local_platform, AR_NAME=f"{nowhere}/nowhere", HOME_MLOPS_TRUSTED_REGISTRIES=nowhere)
     proc = run_cli(["bento-build", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id], env)
     assert proc.returncode == 5, proc.stderr
     assert "unreachable" in proc.stderr and "Traceback" not in proc.stderr

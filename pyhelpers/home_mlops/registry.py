@@ -20,6 +20,7 @@ from .imagebuild import INPUTS_LABEL
 from .platform import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
 from .trust import require_trusted
 
+
 class _Transient(Exception):
     pass
 

@@ -135,5 +135,11 @@ def require_trusted(ref: str) -> str:
     return trusted_registries().require(ref)
 
 
+def require_trusted_registry(ar_name: str) -> str:
+    """The same check for an AR_NAME prefix (images are <AR_NAME>/<app>-<role>:<tag>): the
+    commands call it right after validating their parameters, before any build work."""
+    return require_trusted(f"{ar_name}/image")
+
+
 def _shown(value: str) -> str:
     return repr(value if len(value) <= 120 else value[:117] + "...")
