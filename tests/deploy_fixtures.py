@@ -97,7 +97,7 @@ DEPLOY_ID = os.environ.get("HOME_MLOPS_DEPLOY_ID", "")
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 draining = threading.Event()
 lock = threading.Lock()
-busy = {}  # connection -> bool (a request is being handled)
+busy = {}  # connection -> None (accepted, no request yet) / True (handling one) / False (idle keep-alive)
 
 
 class H(BaseHTTPRequestHandler):
@@ -109,7 +109,7 @@ class H(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         with lock:
-            busy[self.connection] = False
+            busy.setdefault(self.connection, None)  # its first request is on its way: drain waits for it
 
     def finish(self):
         with lock:
@@ -183,6 +183,11 @@ class H(BaseHTTPRequestHandler):
 class S(ThreadingHTTPServer):
     daemon_threads = True
 
+    def process_request(self, request, client_address):
+        with lock:  # counted from the accept on, before its thread runs: drain must wait for it
+            busy[request] = None
+        super().process_request(request, client_address)
+
     def server_bind(self):
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -207,7 +212,7 @@ def _drain():
     deadline = time.monotonic() + GRACE
     while time.monotonic() < deadline:
         with lock:
-            idle = [c for c, b in busy.items() if not b]
+            idle = [c for c, b in busy.items() if b is False]
             left = len(busy)
         for c in idle:
             try:
@@ -238,8 +243,8 @@ def free_test_port(ports: range = B_PORTS, exclude: frozenset[int] = frozenset()
 
     import docker
 
-    claimed = {c.labels.get("io.homemlops.port") for c in docker.from_env().containers.list(
-        all=True, filters={"label": "io.homemlops.port"})}
+    claimed = {(c.get("Labels") or {}).get("io.homemlops.port")
+               for c in docker.from_env().api.containers(all=True, filters={"label": "io.homemlops.port"})}
     choices = [p for p in ports if str(p) not in claimed and p not in exclude]
     random.shuffle(choices)
     for port in choices:
@@ -298,6 +303,18 @@ def build_standin_bento(client, tag: str, mode: str = "ok", ready_delay: float =
 def build_standin_gateway(client, tag: str) -> str:
     build_image(client, tag, "gateway.py", GATEWAY_PY)
     return tag
+
+
+def build_standins(client) -> dict[str, str]:
+    """Every stand-in image the deploy tests use, by role name."""
+    return {
+        "bento": build_standin_bento(client, f"{STANDIN_BENTO}:ok"),
+        "bento_slow": build_standin_bento(client, f"{STANDIN_BENTO}:slow", ready_delay=3),
+        "bento_fail500": build_standin_bento(client, f"{STANDIN_BENTO}:fail500", mode="fail500"),
+        "bento_crash": build_standin_bento(client, f"{STANDIN_BENTO}:crash", mode="crash"),
+        "bento_never_ready": build_standin_bento(client, f"{STANDIN_BENTO}:never-ready", mode="never-ready"),
+        "gateway": build_standin_gateway(client, f"{STANDIN_GATEWAY}:1"),
+    }
 
 
 # --------------------------------------------------------------------------- load loop (tests and bench)

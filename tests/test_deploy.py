@@ -50,16 +50,7 @@ def docker_images():
         client.images.get(BASE_IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"base image {BASE_IMAGE} missing (run `home-mlops platform up`)")
-    images = {
-        "bento": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:ok"),
-        "bento_slow": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:slow", ready_delay=3),
-        "bento_fail500": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:fail500", mode="fail500"),
-        "bento_crash": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:crash", mode="crash"),
-        "bento_never_ready": fx.build_standin_bento(client, f"{fx.STANDIN_BENTO}:never-ready", mode="never-ready"),
-        "gateway": fx.build_standin_gateway(client, f"{fx.STANDIN_GATEWAY}:1"),
-    }
-    images["client"] = client
-    return images
+    return {**fx.build_standins(client), "client": client}
 
 
 @pytest.fixture(scope="module")

@@ -45,19 +45,25 @@ def _deploy_images(params, bento_image: str | None, gateway_image: str | None, s
     return deploy(release, settings).to_dict()
 
 
-def status_table(rows: list[dict[str, Any]]):
-    """The status rows as a table; every cell is literal text (values are never markup)."""
-    from rich.table import Table
-    from rich.text import Text
+STATUS_COLUMNS = ("app", "url", "port", "run", "model id", "health", "ready", "deployed at")
 
-    columns = ("app", "url", "port", "run", "model id", "images", "health", "ready", "deployed at")
-    table = Table(*columns, show_lines=True)
-    for row in rows:
-        images = "\n".join(f"{row[f'{r}_image'] or '-'}@{row[f'{r}_digest'] or '-'}" for r in ("bento", "gateway"))
-        cells = (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-", images, row["health"],
-                 "yes" if row["ready"] else "no", row["deployed_at"])
-        table.add_row(*(Text(str(c)) for c in cells))
-    return table
+
+def status_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The status as plain aligned lines (never cut to a terminal's width: Jenkins logs have none),
+    each app's two images with their digests on the lines under it."""
+    cells = [[str(c) for c in (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-",
+                                row["health"], "yes" if row["ready"] else "no", row["deployed_at"])] for row in rows]
+    widths = [max(len(line[i]) for line in [list(STATUS_COLUMNS), *cells]) for i in range(len(STATUS_COLUMNS))]
+
+    def fmt(values) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    lines = [fmt(STATUS_COLUMNS)]
+    for row, values in zip(rows, cells):
+        lines.append(fmt(values))
+        for role in ("bento", "gateway"):
+            lines.append(f"    {role} image: {row[f'{role}_image'] or '-'} @ {row[f'{role}_digest'] or '-'}")
+    return lines
 
 
 def _resolve(params, tracking_uri, model_name):
@@ -152,9 +158,9 @@ def register(app: typer.Typer) -> None:
             from .params import validate_app
 
             rows = deploy_status(validate_app(app_name) if app_name else None)
-            if rows:
-                console.console.print(status_table(rows))
-            else:
+            for line in status_lines(rows):
+                console.info(line)
+            if not rows:
                 console.info("nothing deployed")
             return {"deployments": rows}
 

@@ -213,7 +213,8 @@ def _remove(container, *, stop_timeout: int | None = None) -> None:
 
 def _app_containers(client, app: str, **labels: str) -> list:
     filters = [f"{LABEL_APP}={app}"] + [f"{LABEL_PREFIX}{k}={v}" for k, v in labels.items()]
-    return client.containers.list(all=True, filters={"label": filters})
+    # ignore_removed: another deploy may remove a container between docker's list and inspect
+    return client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
 
 def _public_gateways(client, app: str) -> list:
@@ -453,7 +454,7 @@ def status(app: str | None = None) -> list[dict[str, Any]]:
     client = docker_client()
     filters = [f"{LABEL_ROLE}=gateway", f"{LABEL_SLOT}=public"] + ([f"{LABEL_APP}={app}"] if app else [])
     out = []
-    for gw in client.containers.list(all=True, filters={"label": filters}):
+    for gw in client.containers.list(all=True, filters={"label": filters}, ignore_removed=True):
         labels = gw.labels
         port = int(labels.get(LABEL_PORT) or 0)
         bind = labels.get(LABEL_BIND, LOOPBACK)

@@ -52,16 +52,21 @@ def free_port() -> int:
         sock.close()
 
 
+def _labelled(client, label: str) -> list[dict]:
+    """Docker's container list itself (no inspect per container: nothing to race with a removal)."""
+    return client.api.containers(all=True, filters={"label": label})
+
+
 def holders(client, port: int) -> list[PortHolder]:
     """home-mlops containers that hold (or will hold again on restart) ``port``."""
     found = []
-    for c in client.containers.list(all=True, filters={"label": f"{LABEL_PORT}={port}"}):
-        if c.status not in _HOLDING:
+    for c in _labelled(client, f"{LABEL_PORT}={port}"):
+        if c.get("State") not in _HOLDING:
             continue
-        labels = c.labels
-        found.append(PortHolder(app=labels.get(LABEL_APP, "?"), run_id=labels.get(LABEL_RUN, "?"), container=c.name,
-                                role=labels.get(LABEL_ROLE, "?"), slot=labels.get(LABEL_SLOT, ""),
-                                bind=labels.get(LABEL_BIND, LOOPBACK)))
+        labels = c.get("Labels") or {}
+        found.append(PortHolder(app=labels.get(LABEL_APP, "?"), run_id=labels.get(LABEL_RUN, "?"),
+                                container=(c.get("Names") or ["?"])[0].lstrip("/"), role=labels.get(LABEL_ROLE, "?"),
+                                slot=labels.get(LABEL_SLOT, ""), bind=labels.get(LABEL_BIND, LOOPBACK)))
     return found
 
 
@@ -94,9 +99,9 @@ def pick_private_port(client) -> int:
     the container's port label is what keeps a concurrent deploy off the same port.
     """
     claimed = set()
-    for c in client.containers.list(all=True, filters={"label": LABEL_PORT}):
+    for c in _labelled(client, LABEL_PORT):
         try:
-            claimed.add(int(c.labels.get(LABEL_PORT, "")))
+            claimed.add(int((c.get("Labels") or {}).get(LABEL_PORT, "")))
         except ValueError:
             pass
     candidates = [p for p in PRIVATE_PORTS if p not in claimed]

@@ -64,7 +64,9 @@ def state_dir(base: Path | None = None) -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # <app>/ for the compose file: the next deployer may be another user
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _share(path.parent, SHARED_DIR_MODE)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
