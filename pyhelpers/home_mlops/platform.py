@@ -24,6 +24,7 @@ import yaml
 
 from . import console
 from .errors import Unavailable
+from .pip import clean_env
 
 BASE_IMAGE = "home-mlops/python-base:3.11"
 REGISTRY_ADDR = "127.0.0.1:5000"
@@ -91,8 +92,9 @@ def ensure_dockerd() -> None:
         )
     console.step("starting dockerd (overlay2)")
     log = open(platform_dir() / "dockerd.log", "ab")
+    # Daemons outlive the command: they get no registry password, token or Jenkins variable.
     subprocess.Popen(
-        [dockerd, "--storage-driver=overlay2"], stdout=log, stderr=log, start_new_session=True
+        [dockerd, "--storage-driver=overlay2"], stdout=log, stderr=log, start_new_session=True, env=clean_env()
     )
     for _ in range(60):
         if _docker_up():
@@ -152,7 +154,8 @@ def ensure_registry() -> RegistryCredentials:
     folder = platform_dir() / "registry"
     # bcrypt line from htpasswd, the password on stdin (never in argv, where ps shows it).
     line = subprocess.run(
-        ["htpasswd", "-niB", creds.user], input=creds.password, capture_output=True, text=True, check=True
+        ["htpasswd", "-niB", creds.user], input=creds.password, capture_output=True, text=True, check=True,
+        env=clean_env(),
     ).stdout.strip()
     (folder / "htpasswd").write_text(line + "\n")
     config = {
@@ -166,7 +169,8 @@ def ensure_registry() -> RegistryCredentials:
     console.step(f"starting the registry on {REGISTRY_ADDR}")
     log = open(folder / "registry.log", "ab")
     proc = subprocess.Popen(
-        [binary, "serve", str(folder / "config.yml")], stdout=log, stderr=log, start_new_session=True
+        [binary, "serve", str(folder / "config.yml")], stdout=log, stderr=log, start_new_session=True,
+        env=clean_env(),
     )
     (folder / "registry.pid").write_text(str(proc.pid))
     for _ in range(30):
@@ -228,12 +232,13 @@ def ensure_base_image(client=None, name: str = BASE_IMAGE) -> str:
             ["debootstrap", "--variant=minbase", f"--include={_BASE_PACKAGES}", "bookworm", str(rootfs), debian_mirror()],
             check=True,
             stdout=subprocess.DEVNULL,
+            env=clean_env(),
         )
         # Trim what a runtime never needs: apt lists, docs, man pages, caches.
         for rel in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info"):
             shutil.rmtree(rootfs / rel, ignore_errors=True)
         tarball = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True)
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True, env=clean_env())
         repo, tag = name.rsplit(":", 1)
         client.api.import_image_from_file(
             str(tarball), repository=repo, tag=tag, changes=[f"LABEL {BASE_RECIPE_LABEL}={BASE_RECIPE}"]
