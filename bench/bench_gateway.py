@@ -17,6 +17,14 @@ BentoML direct measured in the same run; never asserts absolute times. Undeploys
 and stops everything it started.
 
     .venv/bin/python bench/bench_gateway.py [--requests 500] [--warmup 50] [--seconds 10] [--json out.json]
+
+``--checks REV`` measures only what the payload checks cost: ``python -m gateway``
+from git revision REV and from the working tree, side by side in front of the
+same stand-in model server (a thread answering one 0 per row), timed in
+alternating blocks by the same client: p50 for a 1-row record and for a
+10 000-row ``dataframe_records`` body (about 1 MB). No Docker, no training.
+
+    .venv/bin/python bench/bench_gateway.py --checks 002e464 [--requests 500]
 """
 from __future__ import annotations
 
@@ -151,6 +159,88 @@ def free_port() -> int:
     return _free_port()
 
 
+GATEWAY_FILES = ("__init__.py", "spec.py", "app.py", "__main__.py")
+IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+
+
+def _stand_in_model_server():
+    """A loopback HTTP server answering POST /predict {"inputs": [...]} with one 0 per row."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            rows = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["inputs"]
+            data = json.dumps([0] * len(rows)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer((LOOP, 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def checks_ab(rev: str, requests: int, warmup: int) -> dict:
+    """p50 of the gateway at ``rev`` and in the working tree, for a 1-row and a 10 000-row body."""
+    sys.path.insert(0, str(ROOT / "pyhelpers"))
+    from home_mlops.gateway.spec import Column, GatewaySpec
+
+    upstream = _stand_in_model_server()
+    procs: dict[str, subprocess.Popen] = {}
+    urls: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-checks-") as tmp_s:
+        tmp = Path(tmp_s)
+        spec = tmp / "gateway-spec.json"
+        GatewaySpec(app="bench-checks", inputs=[Column(name=c, type="double") for c in IRIS]).save(spec)
+        try:
+            for variant in (rev, "working tree"):
+                pkg = tmp / ("old" if variant == rev else "new") / "gateway"
+                pkg.mkdir(parents=True)
+                for name in GATEWAY_FILES:
+                    src = ROOT / "pyhelpers" / "home_mlops" / "gateway" / name
+                    if variant == rev:
+                        text = subprocess.run(["git", "show", f"{rev}:pyhelpers/home_mlops/gateway/{name}"], cwd=ROOT,
+                                              capture_output=True, text=True, check=True).stdout
+                        (pkg / name).write_text(text)
+                    else:
+                        shutil.copyfile(src, pkg / name)
+                port = free_port()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("HOME_MLOPS_")}
+                env.update({"PYTHONPATH": str(pkg.parent), "HOME_MLOPS_GATEWAY_HOST": LOOP,
+                            "HOME_MLOPS_GATEWAY_PORT": str(port), "HOME_MLOPS_GATEWAY_SPEC": str(spec),
+                            "HOME_MLOPS_UPSTREAM_URL": f"http://{LOOP}:{upstream.server_address[1]}",
+                            "HOME_MLOPS_GATEWAY_LOG_LEVEL": "warning"})
+                procs[variant] = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=pkg.parent, env=env)
+                urls[variant] = f"http://{LOOP}:{port}"
+                wait_ready(urls[variant] + "/healthz", 30)
+            record = dict(zip(IRIS, [5.1, 3.5, 1.4, 0.2]))
+            bodies = {"1 row": record, "10000 rows": {"dataframe_records": [record] * 10_000}}
+            res: dict = {"rev": rev, "requests": requests}
+            for label, body in bodies.items():
+                n = requests if label == "1 row" else max(10, requests // 10)
+                times: dict[str, list[float]] = {v: [] for v in urls}
+                for _ in range(5):  # alternating blocks: background load hits both alike
+                    for variant, url in urls.items():
+                        times[variant].append(latency(url + "/predict", body, max(1, warmup // 5), n // 5)["p50_ms"])
+                res[label] = {v: round(statistics.median(t), 3) for v, t in times.items()}  # median of block p50s
+                res[label]["ratio"] = round(res[label]["working tree"] / res[label][rev], 3)
+            return res
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait(10)
+            upstream.shutdown()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
@@ -159,9 +249,18 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep-images", action="store_true")
+    parser.add_argument("--checks", metavar="REV", help="only compare the payload checks' cost with git revision REV")
     args = parser.parse_args()
     args.requests = max(10, min(args.requests, 5000))
     args.seconds = max(1, min(args.seconds, 60))
+    if args.checks:
+        if not re.fullmatch(r"[0-9a-fA-F]{7,40}|HEAD(~[0-9]+)?", args.checks):
+            raise SystemExit(f"--checks {args.checks!r}: expected a commit id (7-40 hex digits) or HEAD~N")
+        res = checks_ab(args.checks, args.requests, args.warmup)
+        print(json.dumps(res, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
 
     from home_mlops import deploy as dp
     from home_mlops.platform import docker_client

@@ -305,7 +305,10 @@ def _wait_ready(url: str, container, seconds: float = 180) -> None:
 
 
 def memory_peak(container) -> int:
-    """The container's cgroup v2 memory high-water mark, in bytes."""
+    """The container's memory high-water mark, in bytes (cgroup v1: docker stats; v2: memory.peak)."""
+    stats = container.stats(stream=False)["memory_stats"]
+    if stats.get("max_usage"):
+        return int(stats["max_usage"])
     code, out = container.exec_run(["cat", "/sys/fs/cgroup/memory.peak"])
     assert code == 0, out
     return int(out.decode().strip())
