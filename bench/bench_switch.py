@@ -30,21 +30,24 @@ SMOKE = {"dataframe_records": [{"x": 1.0}]}
 
 
 def one_strategy(strategy: str, rounds: int, images: dict, state: Path) -> dict:
-    app = f"bench-{strategy}-{secrets.token_hex(2)}"
-    port = dp._free_port()
+    app = f"hmt-b-bench-{strategy}-{secrets.token_hex(2)}"
+    port = fx.free_test_port()
+    settings = dp.DeploySettings(port=port, ready_timeout=60, memory="256m", cpus=0.5)
+
+    def release(run: str) -> dp.Release:
+        return dp.Release(app, "1", run, "m", images["bento"], images["gateway"], SMOKE)
+
     runs = [secrets.token_hex(16) for _ in range(rounds + 1)]
     totals = {"strategy": strategy, "rounds": rounds, "requests": 0, "failed": 0, "stale_retries": 0,
               "max_gap_s": [], "switch_s": [], "deploy_s": []}
     try:
-        dp.deploy(app, "1", runs[0], "m", images["bento"], images["gateway"], port=port,
-                  smoke_payload=SMOKE, state_base=state, timeout=60)
+        dp.deploy(release(runs[0]), settings, state_base=state)
         for run in runs[1:]:
             load = fx.LoadLoop(port, fresh=2, keepalive=1, max_seconds=120).start()
             try:
                 load.wait_for(100)
                 t0 = time.monotonic()
-                res = dp.deploy(app, "1", run, "m", images["bento"], images["gateway"], port=port,
-                                smoke_payload=SMOKE, state_base=state, timeout=60, strategy=strategy)
+                res = dp.deploy(release(run), settings, state_base=state, strategy=strategy)
                 load.wait_for(len(load.ok) + len(load.failures) + 100)
             finally:
                 load.stop()
@@ -55,7 +58,7 @@ def one_strategy(strategy: str, rounds: int, images: dict, state: Path) -> dict:
             totals["switch_s"].append(res.switch_seconds)
             totals["deploy_s"].append(res.deploy_seconds)
     finally:
-        dp.undeploy(app)
+        dp.undeploy(app, state_base=state)
     return totals
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default: local platform, a trained
 # example app in the local MLflow store, `home-mlops pipeline` against the local
-# registry, then a real request to the gateway on port 8000.
+# registry, then a real request to the gateway on the app's port (jobs/projects.yaml,
+# or HOME_MLOPS_PORT; the gateway listens on every address, the request goes to 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APP=${APP:-tabular-iris-multi-classifier}
@@ -15,6 +16,8 @@ RUN_ID=$(sed -n 's/^RUN_ID=//p' <<<"$ids")
 export APP_NAME="$APP" EXPERIMENT_ID RUN_ID AR_NAME=127.0.0.1:5000/home-mlops
 home-mlops pipeline --json home-mlops-state/demo-result.json
 
+read -r local_url url < <(python -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["local_url"], r["url"])' \
+    home-mlops-state/demo-result.json)
 example=$(python - <<'PY'
 import json
 result = json.load(open("home-mlops-state/demo-result.json"))
@@ -22,7 +25,8 @@ example = json.load(open(result["resolve"]["local_path"] + "/input_example.json"
 print(json.dumps({"dataframe_records": [dict(zip(example["columns"], row)) for row in example["data"]]}))
 PY
 )
-echo "demo: POST http://127.0.0.1:8000/predict $example"
-curl -sS --fail-with-body -X POST http://127.0.0.1:8000/predict -H 'content-type: application/json' -d "$example"
+echo "demo: POST $local_url/predict $example"
+curl -sS --fail-with-body -X POST "$local_url/predict" -H 'content-type: application/json' -d "$example"
 echo
-echo "demo: ok - $APP run $RUN_ID is served on http://127.0.0.1:8000 (home-mlops status)"
+home-mlops status
+echo "demo: ok - $APP run $RUN_ID is served on $url (from this host: $local_url)"

@@ -200,7 +200,7 @@ def register(app: typer.Typer) -> None:
             deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, settings=settings))
             console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")
             return {
-                "app": params.app, "url": deployed["url"], "timings": timings,
+                "app": params.app, "url": deployed["url"], "local_url": deployed["local_url"], "timings": timings,
                 "resolve": resolved.model_dump(exclude={"input_example"}), "bento": bento, "gateway": gateway, "deploy": deployed,
             }
 
