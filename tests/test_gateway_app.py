@@ -6,6 +6,7 @@ record's numbers, so forwarding can be checked exactly; ``GET /readyz``.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -474,12 +475,40 @@ def workdir(tmp_path_factory) -> Path:
     return tmp
 
 
-def test_added_latency_is_small(workdir, upstream):
+def test_listening_socket_gets_tcp_nodelay_on_accepted_connections():
+    """asyncio sets TCP_NODELAY only on sockets whose proto says TCP; without it every answer
+    stalls ~40 ms on Nagle + delayed ACK. Checked on the accepted socket itself (no timing)."""
+    from home_mlops.gateway.__main__ import bind_socket
+
+    listener = bind_socket("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        assert listener.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+
+        async def accept_one() -> int:
+            seen: list[int] = []
+
+            async def handler(reader, writer):
+                seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                writer.close()
+
+            server = await asyncio.start_server(handler, sock=listener)
+            reader, writer = await asyncio.open_connection(*listener.getsockname())
+            await reader.read()  # closed by the handler
+            writer.close()
+            server.close()
+            return seen[0]
+
+        assert asyncio.run(accept_one()) != 0
+    finally:
+        listener.close()
+
+
+def test_added_latency_is_measured(workdir, upstream):
     """p50 through `python -m gateway` vs straight to the model server, same keep-alive client.
 
-    Catches, e.g., a listening socket on which asyncio does not set TCP_NODELAY
-    (40 ms per request). The bound is loose for shared CI machines; the number
-    is printed for the report.
+    Printed for the report, not asserted: a timing bound flakes on a shared
+    machine (the TCP_NODELAY regression it used to catch is checked above).
     """
     port = free_port()
     proc = _start_gateway(workdir, port, upstream.url)
@@ -502,7 +531,6 @@ def test_added_latency_is_small(workdir, upstream):
             d = p50(lambda: direct.post("/predict", json=body))
             g = p50(lambda: via.post("/predict", json=RECORDS[0]))
         print(f"\np50 direct {d * 1000:.2f} ms, via gateway {g * 1000:.2f} ms, added {(g - d) * 1000:.2f} ms")
-        assert g - d < 0.010
     finally:
         proc.terminate()
         proc.wait(10)
