@@ -264,3 +264,40 @@ def test_nas_path_with_allowed_special_characters(form, store, state, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert data["model_id"] == store.model3
     assert (Path(data["local_path"]) / "MLmodel").is_file()
+
+
+@pytest.mark.timeout(900)
+def test_nas_model_cannot_poison_the_tracking_entry(store, state, tmp_path):
+    """Issue 9: a NAS model claiming a tracking-server model's id (same folder name, other
+    content) fills its own cache entry; the tracking-server resolve never uses it."""
+    forged_root = tmp_path / "forged-nas"
+    source = store.artifact_root / store.exp_a / "models" / store.model3
+    forged = forged_root / store.exp_a / "models" / store.model3
+    shutil.copytree(source, forged)
+    (forged / "artifacts" / "planted.txt").write_text("from the NAS author\n")
+    proc, nas = resolve(nas_env(state), store.exp_a, store.run3, tmp_path / "n.json", "--nas", str(forged_root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert nas["model_id"] == store.model3 and (Path(nas["local_path"]) / "planted.txt").is_file()
+
+    tracking_env = cli_env(state, MLFLOW_TRACKING_URI=store.tracking_uri)
+    proc, tracked = resolve(tracking_env, store.exp_a, store.run3, tmp_path / "t.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tracked["cache_hit"] is False
+    assert tracked["local_path"] != nas["local_path"]
+    assert not (Path(tracked["local_path"]) / "planted.txt").exists()
+    assert tracked["content_digest"] != nas["content_digest"]
+
+
+@pytest.mark.timeout(900)
+def test_tampered_cache_entry_is_fetched_again(store, state, tmp_path):
+    nas = str(store.artifact_root)
+    proc, first = resolve(nas_env(state), store.exp_a, store.run3, tmp_path / "1.json", "--nas", nas)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    example = Path(first["local_path"]) / "input_example.json"
+    original = example.read_bytes()
+    example.write_bytes(original.replace(b"5", b"9"))  # same names, other bytes: a forged entry
+    proc, second = resolve(nas_env(state), store.exp_a, store.run3, tmp_path / "2.json", "--nas", nas)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert second["cache_hit"] is False  # dropped and downloaded again, not trusted
+    assert example.read_bytes() == original
+    assert second["content_digest"] == first["content_digest"]
