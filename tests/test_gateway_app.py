@@ -783,3 +783,14 @@ def test_deploy_id_header_on_every_response(upstream, monkeypatch):
     monkeypatch.setenv("HOME_MLOPS_DEPLOY_ID", "bad\r\nSet-Cookie: x=1")
     with pytest.raises(ValueError, match="HOME_MLOPS_DEPLOY_ID"):
         create_app(iris_spec(), upstream.url)
+
+
+def test_bad_deploy_id_stops_the_gateway_before_it_binds(workdir, upstream):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOME_MLOPS_")}
+    env.update({"PYTHONPATH": str(workdir), "HOME_MLOPS_GATEWAY_HOST": "127.0.0.1",
+                "HOME_MLOPS_GATEWAY_PORT": str(free_port()), "HOME_MLOPS_UPSTREAM_URL": upstream.url,
+                "HOME_MLOPS_DEPLOY_ID": "x y"})
+    proc = subprocess.run([sys.executable, "-m", "gateway"], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "HOME_MLOPS_DEPLOY_ID" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,7 +2,8 @@
 
 Environment:
   HOME_MLOPS_GATEWAY_SPEC       path of gateway-spec.json (default: next to the package)
-  HOME_MLOPS_GATEWAY_HOST       default 0.0.0.0
+  HOME_MLOPS_GATEWAY_HOST       the address to bind, default 0.0.0.0 (the deployer passes 127.0.0.1 for candidates)
+  HOME_MLOPS_DEPLOY_ID          echoed as X-Home-Mlops-Deploy-Id on every response (1-128 of [A-Za-z0-9._:-])
   HOME_MLOPS_GATEWAY_PORT       default 8000
   HOME_MLOPS_GATEWAY_WORKERS    default 1
   HOME_MLOPS_GATEWAY_EXTRA      module name (e.g. ``extra``) next to the package with ``extend(app, spec)``
@@ -116,8 +117,12 @@ def main() -> int:
         # one /metrics over all workers: prometheus_client's multiprocess mode
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
 
-    # fail fast (before binding) when the spec or the app cannot be loaded
-    build_app()
+    # fail fast (before binding) when the spec, a setting or the app cannot be loaded
+    try:
+        build_app()
+    except (RuntimeError, ValueError) as exc:  # a bad setting says which one; no traceback
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
 
     config = uvicorn.Config(
         f"{PACKAGE}.__main__:build_app",
