@@ -341,6 +341,8 @@ def _extract(payload: Any, shape: Shape) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- the raw body
+# templates/service.py (the model server) has a twin of these checks: its image carries
+# service.py alone, not this package. Change both together.
 
 #: every byte but the five that shape JSON's nesting: quotes and brackets
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))

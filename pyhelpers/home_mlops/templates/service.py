@@ -73,6 +73,8 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 # --------------------------------------------------------------------------- the raw body
+# A twin of the gateway's checks (gateway/app.py): the bento build folder carries this file
+# alone, not the home_mlops package. Change both together.
 
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
 _QUOTED = re.compile(rb'"[^"]*"')
