@@ -70,15 +70,18 @@ def check_tree_inside(folder: Path, root: Path) -> None:
             path = Path(dirpath) / name
             if not path.is_symlink():
                 continue
+            rel = path.relative_to(folder)
+            if path.is_dir():  # even one inside: a link to a parent folder would loop forever
+                raise _symlink_refused(f"model folder {rel} is a symlink to a folder ({os.readlink(path)!r})")
             target = path.resolve()
-            if path.is_dir() or (target != real and real not in target.parents):
-                raise BadInput(
-                    f"model file {path.relative_to(folder)} is a symlink to {os.readlink(path)!r}, "
-                    "which leads out of the model folder" if not path.is_dir() else
-                    f"model folder {path.relative_to(folder)} is a symlink to a folder",
-                    "regular files and folders inside the model folder",
-                    "remove the symlink and log the model again",
+            if target != real and real not in target.parents:
+                raise _symlink_refused(
+                    f"model file {rel} is a symlink to {os.readlink(path)!r}, which leads out of the model folder"
                 )
+
+
+def _symlink_refused(what: str) -> BadInput:
+    return BadInput(what, "regular files and folders inside the model folder", "remove the symlink and log the model again")
 
 
 # --------------------------------------------------------------------------- tracking
