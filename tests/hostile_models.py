@@ -143,7 +143,8 @@ def build_corpus(source: Path, root: Path, source_model_id: str) -> Corpus:
         return os.path.relpath(outside, folder)
 
     # 1. requirements that make pip fetch or build something other than an index wheel
-    add("req-direct-reference", "refused", "direct reference", requirement(f"somepkg @ {corpus.sdist.as_uri()}"))
+    add("req-direct-reference", "refused", "direct reference", requirement(f"somepkg @ {corpus.sdist.as_uri()}"),
+        ("bento-build",))
     add("req-path", "refused", "path or URL", requirement(str(corpus.sdist)))
     add("req-vcs", "refused", "VCS URL", requirement(f"git+file://{nas}/somepkg.git#egg=somepkg"))
     add("req-editable", "refused", "editable", requirement(f"-e {nas}/pkgs/somepkg"))

@@ -146,12 +146,14 @@ def test_markup_and_code_in_values_are_inert(outcomes, corpus):
 @pytest.mark.timeout(3600)
 def test_builds_of_inert_models_end_clearly(built):
     assert {(o.model.case, o.command) for o in built} == {
-        ("hostile-columns", "fastapi-build"), ("hostile-columns", "bento-build"), ("wide-10000-columns", "fastapi-build"),
+        ("req-direct-reference", "bento-build"), ("hostile-columns", "fastapi-build"),
+        ("hostile-columns", "bento-build"), ("wide-10000-columns", "fastapi-build"),
     }
     for outcome in built:
         proc, result = outcome.proc, outcome.result
         assert result is not None, (outcome.command, proc.stderr[-2000:])
-        assert proc.returncode in (0, 2), (outcome.command, outcome.model.case, proc.stderr[-3000:])
+        allowed = {EXIT[outcome.model.expect]} if outcome.model.expect == "refused" else {0, 2}
+        assert proc.returncode in allowed, (outcome.command, outcome.model.case, proc.stderr[-3000:])
         assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
         assert result["ok"] is (proc.returncode == 0)
         if proc.returncode == 0:

@@ -257,3 +257,12 @@ def test_lock_records_hashes_and_fetch_checks_them(platform_tmp, tmp_path):
     with pytest.raises(BuildFailed):
         fetch_wheels([forged], tmp_path / "ctx2")
     assert not list((tmp_path / "ctx2").glob("*.whl"))
+
+
+def test_lock_refuses_a_direct_reference_before_running_pip(platform_tmp, tmp_path):
+    """Defence in depth: even a list that skipped resolve never reaches pip with a direct reference."""
+    from home_mlops.wheels import lock
+
+    with pytest.raises(BadInput, match="direct reference"):
+        lock(["six", f"somepkg @ file://{tmp_path}/somepkg-1.0.tar.gz"])
+    assert not list(platform_tmp.glob("locks/*"))

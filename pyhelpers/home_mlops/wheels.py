@@ -23,6 +23,7 @@ from . import console
 from .cache import sha256_file
 from .errors import BuildFailed
 from .pip import run_pip
+from .requirements import parse_line
 from .platform import platform_dir
 
 # Swaps that serve the same import with far less weight in an image: mlflow-skinny
@@ -87,6 +88,8 @@ def lock(requirements: list[str]) -> list[str]:
     Hashes come from pip's resolver report: every later download and install
     runs in hash-checking mode, so an unpinned name resolves once and can never
     be swapped for another file under the same version."""
+    for number, line in enumerate(requirements, start=1):  # defence in depth: resolve refused these already
+        parse_line(line, number, "the image requirements")
     key = hashlib.sha256(("v2-hashes\n" + "\n".join(sorted(requirements)) + sys.version.split()[0]).encode()).hexdigest()[:24]
     locks = platform_dir() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
