@@ -751,7 +751,8 @@ def test_model_failure_passes_request_id_and_class(gateway):
     assert resp.json()["request_id"] == "0123abcd" and resp.json()["error_class"] == "ValueError"
 
 
-def test_unexpected_error_answers_request_id_not_traceback(upstream, caplog):
+def test_unexpected_error_answers_request_id_not_traceback(upstream, caplog, monkeypatch):
+    monkeypatch.setenv("HOME_MLOPS_DEPLOY_ID", "d-500")
     app = create_app(iris_spec(), upstream.url)
 
     @app.get("/boom")
@@ -764,6 +765,7 @@ def test_unexpected_error_answers_request_id_not_traceback(upstream, caplog):
     assert resp.status_code == 500
     body = resp.json()
     assert body["error_class"] == "RuntimeError" and len(body["request_id"]) == 16
+    assert resp.headers["x-home-mlops-deploy-id"] == "d-500"
     assert "secret" not in resp.text and "Traceback" not in resp.text
     assert body["request_id"] in caplog.text and "/secret/path/model.pkl" in caplog.text
 

@@ -686,8 +686,11 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
         # never a traceback or a path to the client: the detail is in the log under this id
         request_id = uuid.uuid4().hex[:16]
         log.error("unexpected error (request id %s)", request_id, exc_info=exc)
-        return _json_response({"detail": "internal error in the gateway", "request_id": request_id,
+        resp = _json_response({"detail": "internal error in the gateway", "request_id": request_id,
                                "error_class": type(exc).__name__}, 500)
+        if settings.deploy_id:  # Starlette answers this one outside every middleware
+            resp.headers[DEPLOY_ID_HEADER] = settings.deploy_id
+        return resp
 
     async def read_body(request: Request) -> bytes:
         limit = settings.max_body_bytes
