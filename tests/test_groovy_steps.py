@@ -117,7 +117,7 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
     s["deploy-settings-env"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()},
                                 "code": "return deployApp()"}
     s["deploy-settings-options"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": ok_rules()},
-                                    "code": "return deployApp(port: 18150, memory: '512m', bind: '127.0.0.1')"}
+                                    "code": "return deployApp(port: '08150', memory: '512m', bind: '127.0.0.1')"}
     s["deploy-no-port"] = {"target": "code", "env": env, "sh": {"rules": ok_rules()}, "code": "return deployApp()"}
     s["deploy-bad-port"] = {"target": "code", "env": dict(env, HOME_MLOPS_PORT="8000 && touch /tmp/x"),
                             "sh": {"rules": ok_rules()}, "code": "return deployApp()"}
@@ -388,9 +388,9 @@ def test_deploy_setting_options_override_the_environment(rec):
     r = rec["deploy-settings-options"]
     assert r["result"] == "SUCCESS", r["failure"]
     env = _sh(r)["env"]
-    assert env["HOME_MLOPS_PORT"] == "18150" and env["HOME_MLOPS_MEMORY"] == "512m"
+    assert env["HOME_MLOPS_PORT"] == "08150" and env["HOME_MLOPS_MEMORY"] == "512m"
     assert env["HOME_MLOPS_BIND"] == "127.0.0.1" and env["HOME_MLOPS_CPUS"] == "0.5"
-    assert _sh(r)["locks"] == ["home-mlops-port-18150"]
+    assert _sh(r)["locks"] == ["home-mlops-port-8150"]  # the number, not its spelling
 
 
 def test_deploy_without_settings_leaves_the_cli_its_defaults(rec):

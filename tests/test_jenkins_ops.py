@@ -100,7 +100,7 @@ def make_handler(state: FakeJenkins, base: list[str]):
                         state.jobs[job] = body.decode()
                         return self._send(200)
                     return self._send(200, state.jobs[job], "application/xml")
-                if rest == ["buildWithParameters"] and method == "POST":
+                if rest in (["buildWithParameters"], ["build"]) and method == "POST":
                     params = {k: v[0] for k, v in query.items()}
                     state.triggered.append((job, params))
                     number = 1 + max([n for (j, n) in state.builds if j == job] or [6])
@@ -289,6 +289,31 @@ def test_status_lists_jobs_and_last_result(fake_jenkins):
     assert "#3" in lines[APP] and "FAILURE" in lines[APP]
     assert "NEVER BUILT" in lines["tabular-iris-lightgbm"]
     assert "NOT REGISTERED" in lines["tabular-iris-pytorch"]
+
+
+def test_undeploy_runs_the_apps_undeploy_job_without_parameters(fake_jenkins):
+    _register_one(fake_jenkins, f"{APP}-undeploy")
+    result = invoke("undeploy", "--app", APP, "--poll", "0.01")
+    assert result.exit_code == 0, stderr_of(result)
+    assert fake_jenkins.triggered == [(f"{APP}-undeploy", {})]
+    assert ("POST", f"/job/{APP}-undeploy/build") in fake_jenkins.requests
+    assert f"ok {APP}-undeploy #7 SUCCESS" in stderr_of(result)
+    assert "[Pipeline] stage" in stderr_of(result)  # the console was followed
+
+
+def test_undeploy_failure_and_missing_job(fake_jenkins):
+    _register_one(fake_jenkins, f"{APP}-undeploy")
+    fake_jenkins.result = "FAILURE"
+    result = invoke("undeploy", "--app", APP, "--poll", "0.01")
+    assert result.exit_code == 4, stderr_of(result)
+    assert f"{APP}-undeploy #7 finished FAILURE" in stderr_of(result)
+    result = invoke("undeploy", "--app", "tabular-iris-pytorch", "--poll", "0.01")
+    assert result.exit_code == 3, stderr_of(result)
+    assert "home-mlops jenkins register tabular-iris-pytorch" in stderr_of(result)
+    result = invoke("undeploy", "--app", "[/x]")
+    assert result.exit_code == 2, stderr_of(result)
+    assert "[/x]" in stderr_of(result)
+    assert len(fake_jenkins.triggered) == 1  # only the first call reached Jenkins
 
 
 def test_module_is_import_light():

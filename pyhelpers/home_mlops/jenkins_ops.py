@@ -1,4 +1,4 @@
-"""`home-mlops jenkins register|build|status`: the Jenkins side from the command line.
+"""`home-mlops jenkins register|build|undeploy|status`: the Jenkins side from the command line.
 
 Configuration comes from the environment only (never options, so a token never
 lands in shell history or a process list):
@@ -267,6 +267,40 @@ def wait_for_result(server, job: str, number: int, *, poll: float, deadline: flo
         time.sleep(poll)
 
 
+def trigger_and_follow(config: JenkinsConfig, job: str, parameters: dict[str, str] | None, *,
+                       timeout: float, poll: float, missing_hint: str) -> int:
+    """Trigger ``job`` (with ``parameters``, or none), stream its console to stderr, and
+    return 0 only when it ends SUCCESS (its error otherwise)."""
+    server = _server(config)
+    deadline = time.monotonic() + timeout
+    try:
+        if server.get_job_name(job) is None:
+            raise NotFound(f"Jenkins at {config.url} has no job {job!r}",
+                           "the app's jobs, made from jobs/ by Jenkins Job Builder", missing_hint)
+        queue_id = server.build_job(job, parameters=parameters)
+        _err(f"> {job}: queued (queue item {queue_id})")
+        number = wait_for_start(server, job, queue_id, poll=poll, deadline=deadline)
+        _err(f"> {job} #{number}: {config.url}job/{_quote(job)}/{number}/console")
+        follow_console(server, job, number, poll=poll, deadline=deadline, write=sys.stderr.write)
+        info = wait_for_result(server, job, number, poll=poll, deadline=deadline)
+    except HomeMlopsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every client error becomes one clear message
+        raise _translate(exc, config) from None
+    result = info.get("result")
+    if result != "SUCCESS":
+        description = (info.get("description") or "").strip()
+        raise HomeMlopsError(
+            f"{job} #{number} finished {result}" + (f" ({description.splitlines()[-1]})" if description else ""),
+            hint=f"see {info.get('url') or config.url}console",
+            code=ExitCode.BUILD_FAILED,
+        )
+    _err(f"ok {job} #{number} SUCCESS")
+    if info.get("description"):
+        _err(info["description"])
+    return 0
+
+
 @jenkins_app.command()
 def build(
     app: str = typer.Option(..., "--app", help="The app; its job has the same name"),
@@ -287,36 +321,26 @@ def build(
             "NAS": validate_nas(nas.strip()),
             "AR_NAME": validate_registry(registry.strip() or DEFAULT_REGISTRY),
         }
-        config = JenkinsConfig.from_env()
-        server = _server(config)
-        deadline = time.monotonic() + timeout
-        try:
-            if server.get_job_name(app) is None:
-                raise NotFound(f"Jenkins at {config.url} has no job {app!r}",
-                               "one job per app, made from jobs/ by Jenkins Job Builder",
-                               "run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)")
-            queue_id = server.build_job(app, parameters=parameters)
-            _err(f"> {app}: queued (queue item {queue_id})")
-            number = wait_for_start(server, app, queue_id, poll=poll, deadline=deadline)
-            _err(f"> {app} #{number}: {config.url}job/{_quote(app)}/{number}/console")
-            follow_console(server, app, number, poll=poll, deadline=deadline, write=sys.stderr.write)
-            info = wait_for_result(server, app, number, poll=poll, deadline=deadline)
-        except HomeMlopsError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every client error becomes one clear message
-            raise _translate(exc, config) from None
-        result = info.get("result")
-        if result != "SUCCESS":
-            description = (info.get("description") or "").strip()
-            raise HomeMlopsError(
-                f"{app} #{number} finished {result}" + (f" ({description.splitlines()[-1]})" if description else ""),
-                hint=f"see {info.get('url') or config.url}console",
-                code=ExitCode.BUILD_FAILED,
-            )
-        _err(f"ok {app} #{number} SUCCESS")
-        if info.get("description"):
-            _err(info["description"])
-        return 0
+        return trigger_and_follow(
+            JenkinsConfig.from_env(), app, parameters, timeout=timeout, poll=poll,
+            missing_hint="run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)")
+
+    _run(body)
+
+
+@jenkins_app.command()
+def undeploy(
+    app: str = typer.Option(..., "--app", help="The app; its undeploy job is <app>-undeploy"),
+    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the build"),
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
+) -> None:
+    """Run the app's `<app>-undeploy` job (no parameters), follow its console, exit 0 only on SUCCESS."""
+
+    def body() -> int:
+        name = validate_app(app.strip())
+        return trigger_and_follow(
+            JenkinsConfig.from_env(), name + UNDEPLOY_SUFFIX, None, timeout=timeout, poll=poll,
+            missing_hint=f"run `home-mlops jenkins register {name}` (the app must be in jobs/projects.yaml)")
 
     _run(body)
 

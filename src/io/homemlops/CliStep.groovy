@@ -81,7 +81,8 @@ class CliStep implements Serializable {
         return id
     }
 
-    private int runScript(String script, String credentialsId) {
+    // not private: it is called from closures (lock), and CPS closures cannot always reach private methods
+    int runScript(String script, String credentialsId) {
         if (!credentialsId) {
             return steps.sh(script: script, returnStatus: true)
         }

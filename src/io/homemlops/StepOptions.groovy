@@ -86,7 +86,8 @@ class StepOptions implements Serializable {
     /** The Jenkins lock resource of a step that holds the app's port. */
     @NonCPS
     static String lockResource(Map options) {
-        String port = options.port ? options.port.toString() : 'default'
+        // the number, not its spelling: 08002 and 8002 are one port (problem() checked the digits)
+        String port = options.port ? Integer.parseInt(options.port.toString()).toString() : 'default'
         return "home-mlops-port-${port}".toString()
     }
 
