@@ -287,13 +287,20 @@ class _FailureAnswer:
         if message.get("more_body", False):
             return
         body = b"".join(self.chunks)
-        if self.start["status"] == 200 and FAILURE_KEY.encode() in body:
-            failures = [r[FAILURE_KEY] for r in json.loads(body) if isinstance(r, dict) and FAILURE_KEY in r]
+        failures = _failures(body) if self.start["status"] == 200 and FAILURE_KEY.encode() in body else []
+        if failures:
             await _respond(self.send, 500, {"error": "the model failed on this input; the server log has the "
                                                      "detail under request_id", **failures[0]})
             return
         await self.send(self.start)
         await self.send({"type": "http.response.body", "body": body})
+
+
+def _failures(body: bytes) -> list[dict[str, Any]]:
+    answers = json.loads(body)
+    if not isinstance(answers, list):
+        return []
+    return [a[FAILURE_KEY] for a in answers if isinstance(a, dict) and isinstance(a.get(FAILURE_KEY), dict)]
 
 
 # --------------------------------------------------------------------------- the service
