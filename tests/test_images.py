@@ -110,33 +110,37 @@ def test_bento_image_serves_like_the_model(app, trained_run, local_platform, tmp
 
 @pytest.mark.parametrize("app", ["tabular-iris-multi-classifier", "tabular-diabetes-regressor"])
 def test_pipeline_serves_through_the_gateway(app, trained_run, local_platform, tmp_path):
+    from deploy_fixtures import free_test_port
+
     run = trained_run(app)
-    env = registry_env(run, local_platform, HOME_MLOPS_PORT=str(free_port()))
-    port = int(env["HOME_MLOPS_PORT"])
-    result = cli_json(["pipeline", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id],
+    served = f"hmt-b-pipe-{run.run_id[:6]}"  # its own app name and port: never replaces a real deployment
+    port = free_test_port()
+    env = registry_env(run, local_platform, HOME_MLOPS_PORT=str(port),
+                       HOME_MLOPS_PLATFORM_DIR=str(tmp_path / "platform"))
+    result = cli_json(["pipeline", "--app", served, "--experiment-id", run.experiment_id, "--run-id", run.run_id],
                       env, tmp_path, "pipeline")
     try:
-        assert result["url"] == f"http://127.0.0.1:{port}"
+        assert result["local_url"] == f"http://127.0.0.1:{port}" and result["url"].endswith(f":{port}")
+        assert result["deploy"]["bind"] == "0.0.0.0"
         for role in ("bento", "gateway"):
             part = result[role]
-            assert part["image"] == f"{local_platform.registry}/{app}-{role}:{part['tag']}"
+            assert part["image"] == f"{local_platform.registry}/{served}-{role}:{part['tag']}"
             assert part["tag"].startswith(run.run_id[:12])
             assert part["digest"].startswith("sha256:") and part["pushed"]
         records = result["resolve"] and json.loads(
             (Path(result["resolve"]["local_path"]) / "input_example.json").read_text())
         records = [dict(zip(records["columns"], row)) for row in records["data"]]
-        answer = httpx.post(f"{result['url']}/predict", json={"dataframe_records": records}, timeout=30)
+        answer = httpx.post(f"{result['local_url']}/predict", json={"dataframe_records": records}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert_close(answer.json()["predictions"], own_predictions(result["resolve"]["local_path"], records))
-        flat = httpx.post(f"{result['url']}/predict", json=records[0], timeout=30)
+        flat = httpx.post(f"{result['local_url']}/predict", json=records[0], timeout=30)
         assert_close(flat.json()["predictions"], own_predictions(result["resolve"]["local_path"], records[:1]))
         # Secrets never reach the result.
         assert local_platform.password not in json.dumps(result)
     finally:
-        run_cli(["status"], env)
-        from home_mlops.deploy import undeploy
-
-        undeploy(app)
+        run_cli(["status", "--app", served], env)
+        undone = run_cli(["undeploy", "--app", served], env)
+        assert undone.returncode == 0, undone.stderr
 
 
 def test_labels_push_pull_and_wrong_password(trained_run, local_platform, tmp_path):

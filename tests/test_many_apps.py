@@ -417,6 +417,7 @@ def test_deploy_as_a_non_root_user_sharing_state_with_root(host, apps, deploy_us
         assert proc.returncode == 0, proc.stderr[-3000:]
         result = json.loads(out.read_text())
         assert result["previous_run_id"] == first.run_id and served_run(port) == second
+        assert_port_held_only_by(client, app, port)
         assert [h["run_id"] for h in deploy_state.read_history(app, state)] == [first.run_id, second]
         assert (state / f"{app}.json").stat().st_mode & 0o060 == 0o060, "history group-writable for the next user"
     finally:

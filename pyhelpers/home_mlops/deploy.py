@@ -275,13 +275,12 @@ def _deploy_locked(job: _Job) -> DeployResult:
     enable_reuseport_migration()
 
     console.step(f"deploy {app}: run {release.run_id} on {bind}:{port}")
-    ensure_image(client, release.bento_image, job.registry_auth)
-    ensure_image(client, release.gateway_image, job.registry_auth)
-
     # leftovers of an interrupted deploy (the app lock says no deploy of this app is running now)
     for c in _app_containers(client, app, slot="candidate"):
         _remove(c)
-    check_public_port(client, app, port, bind)  # fail before anything starts; checked again at the switch
+    check_public_port(client, app, port, bind)  # fail before anything is pulled or started; again at the switch
+    ensure_image(client, release.bento_image, job.registry_auth)
+    ensure_image(client, release.gateway_image, job.registry_auth)
 
     deploy_id = time.strftime("%m%d%H%M%S") + secrets.token_hex(2)
     deployed_at = state.now_iso()
@@ -343,7 +342,10 @@ def _deploy_locked(job: _Job) -> DeployResult:
         if not switched:
             console.warn(f"deploy of run {release.run_id} failed; removing the new containers, "
                          "the old pair keeps serving")
-            for c in reversed(started.containers):
+            # by label too: a signal may land between docker starting a container and our noting it
+            tracked = {c.id for c in started.containers}
+            late = [c for c in _app_containers(client, app, **{"deploy-id": deploy_id}) if c.id not in tracked]
+            for c in [*reversed(started.containers), *late]:
                 _remove(c)
             for c in old_stopped:  # a bind change stopped the old gateway first: it serves again
                 try:
