@@ -17,7 +17,7 @@ _PYTHON_VERSION = re.compile(r"[0-9]{1,2}\.[0-9]{1,3}(?:\.[0-9]{1,3})?")
 # Keys of a flavor's configuration that name a file or folder of the model (MLflow's flavors).
 PATH_KEYS = frozenset({
     "data", "model_path", "code", "pickled_model", "model_data", "saved_model_dir", "model_file",
-    "model_code_path", "path", "conda", "virtualenv", "env", "python_env",
+    "model_code_path", "path", "conda", "virtualenv", "env", "python_env", "python_model", "model_binary",
 })
 
 
