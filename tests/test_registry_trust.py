@@ -315,8 +315,23 @@ def our_images():
                 client.images.remove(tag, noprune=False)
 
 
+def built_an_image(stderr: str) -> bool:
+    """The build step's own report (imagebuild.py), in pieces: the console may wrap the line."""
+    return bool(re.search(r"(bento|gateway) image", stderr)) and bool(re.search(r"built in|up to date", stderr))
+
+
+# The build commands check AR_NAME only when they push (registry.py), after the build; the
+# early check (trust.require_trusted_registry right after job_params) belongs in
+# commands_build.py. Until it is wired this part of the test is an expected failure; strict,
+# so that the wiring turns it into a failure that says: remove the marker.
+EARLY_CHECK_PENDING = (
+    "needs wiring in commands_build.py: trust.require_trusted_registry(params.registry) right after "
+    "job_params() in bento-build/fastapi-build (when pushing), deploy and pipeline; then remove this xfail")
+
+
 @pytest.mark.parametrize("command", ["deploy", "bento-build", "fastapi-build", "pipeline"])
-def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, fresh, tmp_path, isolated, our_images):
+def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, fresh, tmp_path, isolated, our_images,
+                                                          request):
     if command != "deploy" and docker_reason():
         pytest.skip(docker_reason())
     run = trained_run(APP)
@@ -330,6 +345,10 @@ def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, 
     assert fresh.password not in proc.stdout + proc.stderr + json.dumps(result)
     assert fresh.untrusted.connections == 0 and fresh.untrusted.seen == []
     assert fresh.trusted.connections == 0
+    if command != "deploy":
+        # Refused before any build work, so no minutes are spent on a build that cannot be pushed.
+        request.applymarker(pytest.mark.xfail(strict=True, reason=EARLY_CHECK_PENDING))
+        assert not built_an_image(proc.stderr), "the image was built before the registry was checked"
 
 
 def test_default_trust_refuses_a_host_not_in_the_docker_config(trained_run, fresh, tmp_path, isolated):
@@ -404,25 +423,3 @@ def test_ar_name_prefix_is_checked_like_its_images(no_trust_env, monkeypatch):
         with pytest.raises(BadInput):
             trust.require_trusted_registry(ar_name)
 
-
-def built_an_image(stderr: str) -> bool:
-    """The build step's own report (imagebuild.py), in pieces: the console may wrap the line."""
-    return bool(re.search(r"(bento|gateway) image", stderr)) and bool(re.search(r"built in|up to date", stderr))
-
-
-@needs_docker
-@pytest.mark.docker
-@pytest.mark.xfail(strict=True, reason=(
-    "needs wiring in commands_build.py (helper B's file): call trust.require_trusted_registry(params.registry) "
-    "right after job_params() in bento-build/fastapi-build (when pushing), deploy and pipeline; "
-    "remove this marker then"))
-@pytest.mark.parametrize("command", ["bento-build", "fastapi-build", "pipeline"])
-def test_untrusted_ar_name_is_refused_before_any_build_work(command, trained_run, fresh, tmp_path, isolated,
-                                                            our_images):
-    run = trained_run(APP)
-    extra = isolated if command == "pipeline" else {}
-    env = cli_env(run, fresh, tmp_path, AR_NAME=f"{fresh.untrusted.host}/hmt-d", **extra)
-    proc, _ = run_json(job_args(command, run), env, tmp_path / "result.json")
-    assert proc.returncode == ExitCode.BAD_INPUT, proc.stderr[-3000:]
-    assert not built_an_image(proc.stderr), proc.stderr[-3000:]
-    assert fresh.untrusted.connections == 0
