@@ -219,14 +219,22 @@ def test_malformed_setting_is_bad_input(no_trust_env, monkeypatch, value):
     assert err.value.code == ExitCode.BAD_INPUT and ENV in str(err.value)
 
 
-@pytest.mark.parametrize("content", ["{not json", '{"auths": []}', '["auths"]', '{"auths": {"http://": {}}}',
-                                     '{"auths": {"bad host": {}}}', b"\xff\xfe"])
+@pytest.mark.parametrize("content", ["{not json", '{"auths": []}', '["auths"]', b"\xff\xfe"])
 def test_malformed_docker_config_is_bad_input(no_trust_env, content):
     path = no_trust_env / "config.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(BadInput) as err:
         trust.require_trusted("127.0.0.1:5000/x:1")
     assert str(path) in str(err.value)
+
+
+def test_docker_config_keys_that_are_no_host_are_ignored(no_trust_env, capsys):
+    """Docker stores any key; one that is no host[:port] can never match an AR_NAME."""
+    (no_trust_env / "config.json").write_text(json.dumps({"auths": {
+        "bad host": {}, "http://": {}, "[/x]": {}, "reg_x.example": {}, "ok.example:5000": {}}}))
+    assert trust.trusted_registries().hosts == {"127.0.0.1:5000", "ok.example:5000"}
+    err = capsys.readouterr().err
+    assert "'bad host'" in err and "'[/x]'" in err
 
 
 def test_credentials_only_for_trusted_hosts(no_trust_env, monkeypatch):

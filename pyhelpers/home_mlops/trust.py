@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import console
 from .errors import BadInput
 from .platform import REGISTRY_ADDR
 
@@ -109,7 +110,14 @@ def docker_config_hosts(path: Path) -> frozenset[str]:
     auths = data.get("auths", {}) if isinstance(data, dict) else None
     if not isinstance(auths, dict):
         raise BadInput(f"{source}: 'auths' is not an object", '{"auths": {"<host>": {...}}}', "repair the file")
-    return frozenset(normalise_host(_config_key_host(key), source=f"{source} 'auths' key") for key in auths)
+    hosts = set()
+    for key in auths:
+        try:
+            hosts.add(normalise_host(_config_key_host(key), source=f"{source} 'auths' key"))
+        except BadInput:
+            # Docker keeps any key; one that is no host[:port] can never be an AR_NAME's host.
+            console.warn(f"{source}: ignoring 'auths' key {_shown(key)} (not a registry host)")
+    return frozenset(hosts)
 
 
 def _config_key_host(key: str) -> str:
