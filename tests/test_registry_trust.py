@@ -171,8 +171,9 @@ def test_default_is_local_registry_plus_docker_config_auths(no_trust_env):
                              "europe-west1-docker.pkg.dev"}
     assert trust.require_trusted("docker.io/team/app:1") == "docker.io"
     assert trust.require_trusted("team/app:1") == "docker.io"
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput) as err:
         trust.require_trusted("not-in-auths.example/app:1")
+    assert "docker login" in err.value.hint  # the default grows with the Docker config
 
 
 def test_default_without_docker_config_is_the_local_registry_only(no_trust_env):
@@ -205,6 +206,7 @@ def test_setting_replaces_the_default_and_is_normalised(no_trust_env, monkeypatc
             trust.require_trusted(ref)
         assert err.value.code == ExitCode.BAD_INPUT
         assert ENV in str(err.value) and repr(trust.registry_host(ref)) in str(err.value)
+        assert "docker login" not in str(err.value)  # a login does not extend an explicit list
 
 
 @pytest.mark.parametrize("value", [

@@ -36,17 +36,19 @@ _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::(?P<port>[0
 class TrustedRegistries:
     hosts: frozenset[str]
     source: str  # where the list came from, said in every refusal
+    from_setting: bool  # HOME_MLOPS_TRUSTED_REGISTRIES (else the default, which `docker login` extends)
 
     def require(self, ref: str) -> str:
         """The registry host of ``ref``; BadInput (exit 2) when it is not trusted."""
         host = registry_host(ref)
         if host not in self.hosts:
             listed = ",".join(sorted(self.hosts)) or "(none)"
+            login = "" if self.from_setting else " (or `docker login` to it)"
             raise BadInput(
                 f"registry {host!r} (of image {_shown(ref)}) is not a trusted registry; nothing was sent to it",
                 f"a registry listed in {TRUSTED_REGISTRIES_ENV}; trusted now: {listed} ({self.source})",
-                f"if {host} is your registry, add it: {TRUSTED_REGISTRIES_ENV}={','.join(sorted(self.hosts | {host}))} "
-                "(or `docker login` to it); otherwise correct AR_NAME",
+                f"if {host} is your registry, add it: {TRUSTED_REGISTRIES_ENV}={','.join(sorted(self.hosts | {host}))}"
+                f"{login}; otherwise correct AR_NAME",
             )
         return host
 
@@ -130,11 +132,12 @@ def _config_key_host(key: str) -> str:
 def trusted_registries() -> TrustedRegistries:
     raw = os.environ.get(TRUSTED_REGISTRIES_ENV, "")
     if raw.strip():
-        return TrustedRegistries(parse_trusted(raw), f"from {TRUSTED_REGISTRIES_ENV}")
+        return TrustedRegistries(parse_trusted(raw), f"from {TRUSTED_REGISTRIES_ENV}", from_setting=True)
     path = docker_config_path()
     return TrustedRegistries(
         frozenset({REGISTRY_ADDR}) | docker_config_hosts(path),
         f"{TRUSTED_REGISTRIES_ENV} is unset: the local platform registry and the 'auths' hosts of {path}",
+        from_setting=False,
     )
 
 
