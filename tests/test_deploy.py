@@ -218,6 +218,8 @@ def test_failed_deploy_keeps_old_pair(docker_images, app, port, state_dir, bad_b
     assert reason in str(err) and "previous deployment is still serving" in str(err)
     if bad_bento != "bento_never_ready":
         assert "stand-in bento" in str(err), "the failing container's last log lines belong in the message"
+    else:
+        assert "--ready-timeout" in str(err) and "HOME_MLOPS_READY_TIMEOUT" in str(err)
     assert not load.failures and {r for _, r in load.ok} == {RUN_A}
     assert [p["run_id"] for p in _predict(port)] == [RUN_A, RUN_A]
     names = {c.name for c in _containers(docker_images, app)}
