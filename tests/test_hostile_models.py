@@ -203,3 +203,54 @@ def test_no_code_ran_and_no_file_outside_a_model_was_read(corpus, outcomes, buil
           f"code runs: {len(code_runs)}; files read outside the model: {len(leaks)}")
     assert code_runs == []
     assert leaks == []
+
+
+# --------------------------------------------------------------------------- the checks, in-process (fast)
+
+
+@pytest.mark.parametrize("relative", ["../x.json", "a/../../x.json", "/etc/hostname", "", "link/x.json", "a\x00b"])
+def test_model_file_refuses_paths_out_of_the_model(relative, tmp_path):
+    from home_mlops.errors import BadInput
+    from home_mlops.mlmodel import model_file
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "link").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(BadInput, match="MLmodel field some.field"):
+        model_file(model, relative, "some.field")
+
+
+def test_model_file_accepts_paths_inside(tmp_path):
+    from home_mlops.mlmodel import check_model_paths, model_file
+
+    model = tmp_path / "model"
+    (model / "data").mkdir(parents=True)
+    assert model_file(model, "data/input_example.json", "f") == (model / "data" / "input_example.json").resolve()
+    mlmodel = {
+        "artifact_path": "file:///elsewhere/entirely",  # provenance only: never read, not checked
+        "saved_input_example_info": {"artifact_path": "input_example.json", "serving_input_path": "s.json"},
+        "flavors": {"python_function": {"env": {"conda": "conda.yaml", "virtualenv": "python_env.yaml"},
+                                        "artifacts": {"a": {"path": "artifacts/a.bin", "uri": "/src/a.bin"}},
+                                        "data": "data", "code": None}},
+    }
+    check_model_paths(model, mlmodel)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("flavors.python_function.artifacts.a.path", "../../a.bin"),
+    ("flavors.python_function.env.conda", "/etc/conda.yaml"),
+    ("flavors.sklearn.pickled_model", "../model.pkl"),
+    ("flavors.python_function.code", "../../code"),
+])
+def test_check_model_paths_names_the_field(field, value, tmp_path):
+    from home_mlops.errors import BadInput
+    from home_mlops.mlmodel import check_model_paths
+
+    mlmodel: dict = {}
+    parts = field.split(".")
+    node = mlmodel
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    with pytest.raises(BadInput, match=f"MLmodel field {field} "):
+        check_model_paths(tmp_path, mlmodel)
