@@ -237,35 +237,26 @@ def test_deploy_on_a_port_another_app_holds_exits_6_and_the_holder_keeps_serving
     assert not load.failures and {r for _, r in load.ok} == {sentinel["run"]}
 
 
-def test_front_door_on_all_addresses_private_parts_on_loopback(host, apps):
+def test_front_door_on_all_addresses_private_parts_on_loopback(host, apps, monkeypatch):
     """The public gateway listens on 0.0.0.0; the model server and the candidate gateway on 127.0.0.1."""
-    import threading
+    from urllib.parse import urlsplit
 
     client = host.images["client"]
     app = app_name("bind")
     apps.append(app)
     port = fx.free_test_port()
     seen: dict[str, set[str]] = {"candidate": set(), "bento": set()}
-    stop = threading.Event()
+    real_smoke = dp.smoke
 
-    def watch():  # the candidate lives for a moment only: once it exists, sample its port's sockets closely
-        while not stop.is_set():
-            for c in dp._app_containers(client, app):
-                role = "candidate" if c.labels.get(dp.LABEL_SLOT) == "candidate" else c.labels.get(dp.LABEL_ROLE)
-                if role in seen and not seen[role]:
-                    until = time.monotonic() + 10
-                    while not seen[role] and time.monotonic() < until:
-                        seen[role].update(listen_addresses(int(c.labels[dp.LABEL_PORT])))
-                        time.sleep(0.002)
-            time.sleep(0.005)
+    def smoke_and_look(url, payload, containers, secrets_):
+        # the candidate lives only for its smoke test: read the socket table right then
+        seen["candidate"].update(listen_addresses(urlsplit(url).port))
+        [bento] = dp._app_containers(client, app, role="bento")
+        seen["bento"].update(listen_addresses(int(bento.labels[dp.LABEL_PORT])))
+        return real_smoke(url, payload, containers, secrets_)
 
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        res = host.api_deploy(app, run_id(), port, bento="bento_slow")
-    finally:
-        stop.set()
-        watcher.join(10)
+    monkeypatch.setattr(dp, "smoke", smoke_and_look)
+    res = host.api_deploy(app, run_id(), port)
     assert seen["candidate"] == {"127.0.0.1"} and seen["bento"] == {"127.0.0.1"}, seen
     assert listen_addresses(port) == ["0.0.0.0"] and listen_addresses(res.bento_port) == ["127.0.0.1"]
     assert res.url.endswith(f":{port}") and "127.0.0.1" not in res.url and res.local_url == f"http://127.0.0.1:{port}"

@@ -180,7 +180,8 @@ def _interruptible() -> Iterator[_Guard]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if guard.noted:
-            console.warn(f"{', '.join(guard.noted)} arrived after the switch: the deploy finished first")
+            console.warn(f"{', '.join(guard.noted)} arrived while the deploy was switching or cleaning up: "
+                         "it finished that first")
 
 
 # --------------------------------------------------------------------------- containers
