@@ -10,6 +10,7 @@ from .cli import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, 
 from .errors import BadInput
 from .params import validate_model_name
 from .platform import BASE_IMAGE
+from .trust import require_trusted_registry
 
 BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar="HOME_MLOPS_BASE_IMAGE", help="Local base image with python3 + venv.")
 PushOpt = typer.Option(True, "--push/--no-push", help="Push the image to AR_NAME.")
@@ -87,6 +88,8 @@ def register(app: typer.Typer) -> None:
                 from . import stages
 
                 params = job_params(app_name, experiment_id, run_id, nas, registry)
+                if do_push:  # refused before any build work (--no-push contacts no registry)
+                    require_trusted_registry(params.registry)
                 resolved = _resolve(params, tracking_uri, model_name)
                 stage = getattr(stages, stage_name)
                 return stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
@@ -124,8 +127,9 @@ def register(app: typer.Typer) -> None:
                 return do_rollback(validate_app(app_name or "")).to_dict()
             params = job_params(app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
-            if bento_image or gateway_image:
+            if bento_image or gateway_image:  # given images: each is checked if it has to be pulled
                 return _deploy_images(params, bento_image, gateway_image, settings)
+            require_trusted_registry(params.registry)
             from .stages import deploy_stage
 
             return deploy_stage(params, _resolve(params, tracking_uri, model_name), settings=settings)
@@ -185,6 +189,7 @@ def register(app: typer.Typer) -> None:
 
             params = job_params(app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            require_trusted_registry(params.registry)  # the deploy stage pulls from it: refused before building
             timings: dict[str, float] = {}
 
             def timed(name: str, number: int, fn):
