@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import deploy_fixtures as fx  # noqa: E402
 from home_mlops import deploy as dp  # noqa: E402
+from home_mlops import deploy_specs as ds  # noqa: E402
 from home_mlops import deploy_state  # noqa: E402
 from home_mlops.errors import ExitCode, HomeMlopsError  # noqa: E402
 
@@ -83,7 +84,7 @@ def app(docker_images, state_dir):
     name = f"hmt-b-{secrets.token_hex(3)}"
     yield name
     dp.undeploy(name, state_base=state_dir)
-    leftovers = docker_images["client"].containers.list(all=True, filters={"label": f"{dp.LABEL_APP}={name}"})
+    leftovers = docker_images["client"].containers.list(all=True, filters={"label": f"{ds.LABEL_APP}={name}"})
     assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
 
 
@@ -130,9 +131,9 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
     gw = docker_images["client"].containers.get(res.gateway_container)
     bento = docker_images["client"].containers.get(res.bento_container)
     for c, role in ((gw, "gateway"), (bento, "bento")):
-        assert c.labels[dp.LABEL_APP] == app and c.labels[dp.LABEL_ROLE] == role
-        assert c.labels[dp.LABEL_RUN] == RUN_A and c.labels[dp.LABEL_EXPERIMENT] == EXP
-        assert c.labels[dp.LABEL_MODEL] == f"m-{RUN_A[:6]}"
+        assert c.labels[ds.LABEL_APP] == app and c.labels[ds.LABEL_ROLE] == role
+        assert c.labels[ds.LABEL_RUN] == RUN_A and c.labels[ds.LABEL_EXPERIMENT] == EXP
+        assert c.labels[ds.LABEL_MODEL] == f"m-{RUN_A[:6]}"
         host_config = c.attrs["HostConfig"]
         assert host_config["NetworkMode"] == "host"
         assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
@@ -141,8 +142,8 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
     # the settings reach the model server; the gateway keeps its own fixed limits
     assert bento.attrs["HostConfig"]["Memory"] == 256 * 1024**2 and bento.attrs["HostConfig"]["NanoCpus"] == 5 * 10**8
     assert gw.attrs["HostConfig"]["Memory"] == 512 * 1024**2
-    assert gw.labels[dp.LABEL_PORT] == str(port) and gw.labels[dp.LABEL_SLOT] == "public"
-    assert bento.labels[dp.LABEL_PORT] == str(res.bento_port) and 3000 <= res.bento_port <= 3999
+    assert gw.labels[ds.LABEL_PORT] == str(port) and gw.labels[ds.LABEL_SLOT] == "public"
+    assert bento.labels[ds.LABEL_PORT] == str(res.bento_port) and 3000 <= res.bento_port <= 3999
     assert c.name.startswith(f"hm-{app}-bento-{RUN_A[:8]}-")
     # only the pair is left: the candidate gateway is gone
     assert {c.name for c in _containers(docker_images, app)} == {res.gateway_container, res.bento_container}
@@ -157,7 +158,7 @@ def test_first_deploy_serves_labels_compose_status(docker_images, app, port, sta
     assert gsvc["environment"]["HOME_MLOPS_GATEWAY_HOST"] == "0.0.0.0" and bsvc["environment"]["BENTOML_HOST"] == "127.0.0.1"
     assert bsvc["mem_limit"] == "256m" and bsvc["cpus"] == 0.5 and gsvc["mem_limit"] == "512m"
     assert bsvc["environment"]["BENTOML_PORT"] == str(res.bento_port)
-    assert gsvc["labels"][dp.LABEL_RUN] == RUN_A and gsvc["container_name"] == res.gateway_container
+    assert gsvc["labels"][ds.LABEL_RUN] == RUN_A and gsvc["container_name"] == res.gateway_container
 
     history = json.loads((state_dir / f"{app}.json").read_text())
     assert [h["run_id"] for h in history] == [RUN_A]
@@ -195,7 +196,7 @@ def test_redeploy_under_load_drops_nothing(docker_images, app, port, state_dir, 
     assert res.previous_run_id == RUN_A and res.switch_seconds < 15
     assert all(c.attrs["Config"]["Image"] == docker_images["gateway"]
                for c in _containers(docker_images, app, role="gateway"))
-    assert [c.labels[dp.LABEL_RUN] for c in _containers(docker_images, app)] == [RUN_B, RUN_B]
+    assert [c.labels[ds.LABEL_RUN] for c in _containers(docker_images, app)] == [RUN_B, RUN_B]
 
 
 @pytest.mark.parametrize("bad_bento,reason", [

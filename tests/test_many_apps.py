@@ -30,6 +30,7 @@ if docker_reason():
     pytest.skip(docker_reason(), allow_module_level=True)
 
 from home_mlops import deploy as dp  # noqa: E402
+from home_mlops import deploy_specs as ds  # noqa: E402
 from home_mlops import deploy_state  # noqa: E402
 
 EXP = "7"
@@ -252,7 +253,7 @@ def test_front_door_on_all_addresses_private_parts_on_loopback(host, apps, monke
         # the candidate lives only for its smoke test: read the socket table right then
         seen["candidate"].update(listen_addresses(urlsplit(url).port))
         [bento] = dp._app_containers(client, app, role="bento")
-        seen["bento"].update(listen_addresses(int(bento.labels[dp.LABEL_PORT])))
+        seen["bento"].update(listen_addresses(int(bento.labels[ds.LABEL_PORT])))
         return real_smoke(url, payload, containers, secrets_)
 
     monkeypatch.setattr(dp, "smoke", smoke_and_look)

@@ -158,7 +158,7 @@ def register(app: typer.Typer) -> None:
         """What is deployed on this Docker host: app, URL, port, run, model, images, health, ready, deployed-at."""
 
         def body() -> dict[str, Any]:
-            from .deploy import status as deploy_status
+            from .deploy_status import status as deploy_status
             from .params import validate_app
 
             rows = deploy_status(validate_app(app_name) if app_name else None)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import signal
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -44,14 +43,12 @@ from . import console
 from . import deploy_state as state
 from .app_settings import DeploySettings
 from .deploy_ports import check_public_port, free_port, pick_private_port
-from .deploy_probe import (
-    KEEP_SERVING, answers, container_state, scrub, sends_deploy_id, smoke, verify_public, wait_ready,
-)
+from .deploy_probe import KEEP_SERVING, scrub, sends_deploy_id, smoke, verify_public, wait_ready
 from .deploy_specs import (
-    LABEL_APP, LABEL_BIND, LABEL_DEPLOYED_AT, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE,
-    LABEL_RUN, LABEL_SLOT, LABEL_UPSTREAM, LOOPBACK, STOP_TIMEOUT, Release, Slot, bento_spec, compose_services,
-    gateway_spec,
+    LABEL_APP, LABEL_BIND, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LOOPBACK, STOP_TIMEOUT, Release, Slot,
+    bento_spec, compose_services, gateway_spec, public_url,
 )
+from .deploy_status import status
 from .errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailable
 from .params import validate_app
 from .platform import docker_client, enable_reuseport_migration
@@ -96,13 +93,6 @@ class _Started:
     """What a deploy started (removed again if it fails before the switch)."""
 
     containers: list[Any] = field(default_factory=list)
-
-
-def public_url(bind: str, port: int) -> str:
-    """How other machines reach the app: this host's name, or the one address the gateway binds."""
-    if bind == "0.0.0.0":
-        return f"http://{socket.gethostname()}:{port}"
-    return f"http://{bind}:{port}"
 
 
 # --------------------------------------------------------------------------- images
@@ -263,7 +253,7 @@ def deploy(release: Release, settings: DeploySettings | None = None, *, registry
 def _start_on_private_port(client, job: _Job, started: _Started, make_spec: Callable[[int], dict]):
     """Pick a loopback port and start the container that claims it, both under the host lock."""
     with state.host_lock(f"{job.release.app}: picking a port", job.settings.ready_timeout, job.state_base):
-        port = pick_private_port(client)
+        port = pick_private_port(client, job.settings.port)
         return port, _run(client, make_spec(port), started)
 
 
@@ -434,70 +424,7 @@ def rollback(app: str, *, registry_auth: dict | None = None, state_base: Path | 
         ))
 
 
-# --------------------------------------------------------------------------- status / undeploy
-
-
-def _image_ref(client, container) -> tuple[str, str]:
-    """(the image as deployed, its registry digest or else its local id)."""
-    name = container.attrs.get("Config", {}).get("Image") or ""
-    try:
-        image = client.images.get(container.attrs.get("Image", ""))
-    except Exception:  # noqa: BLE001 - removed image
-        return name, ""
-    digests = image.attrs.get("RepoDigests") or []
-    return name, (digests[0].split("@", 1)[1] if digests else image.id)
-
-
-def _health(state_: str, health: str | None) -> str:
-    return health or state_  # containers without a health check show their state
-
-
-def status(app: str | None = None) -> list[dict[str, Any]]:
-    """One entry per public gateway container (running or not) of ``app`` (or every app)."""
-    client = docker_client()
-    filters = [f"{LABEL_ROLE}=gateway", f"{LABEL_SLOT}=public"] + ([f"{LABEL_APP}={app}"] if app else [])
-    out = []
-    for gw in client.containers.list(all=True, filters={"label": filters}, ignore_removed=True):
-        labels = gw.labels
-        port = int(labels.get(LABEL_PORT) or 0)
-        bind = labels.get(LABEL_BIND, LOOPBACK)
-        gw_state, gw_health = container_state(gw)
-        gw_image, gw_digest = _image_ref(client, gw)
-        entry: dict[str, Any] = {
-            "app": labels.get(LABEL_APP, ""),
-            "url": public_url(bind, port),
-            "local_url": f"http://{LOOPBACK}:{port}",
-            "port": port,
-            "bind": bind,
-            "run_id": labels.get(LABEL_RUN),
-            "experiment_id": labels.get(LABEL_EXPERIMENT),
-            "model_id": labels.get(LABEL_MODEL),
-            "deployed_at": labels.get(LABEL_DEPLOYED_AT) or gw.attrs.get("Created", "")[:19],
-            "gateway_image": gw_image,
-            "gateway_digest": gw_digest,
-            "gateway_container": gw.name,
-            "gateway_state": gw_state,
-            "gateway_health": _health(gw_state, gw_health),
-            "gateway_ready": gw_state == "running" and answers(f"http://{LOOPBACK}:{port}/readyz"),
-            "bento_image": None, "bento_digest": None, "bento_container": None, "bento_state": None,
-            "bento_health": None, "bento_ready": False,
-        }
-        try:
-            bento = client.containers.get(labels.get(LABEL_UPSTREAM, ""))
-        except Exception:  # noqa: BLE001 - gone
-            bento = None
-        if bento is not None:
-            b_state, b_health = container_state(bento)
-            b_image, b_digest = _image_ref(client, bento)
-            entry.update(
-                bento_image=b_image, bento_digest=b_digest, bento_container=bento.name, bento_state=b_state,
-                bento_health=_health(b_state, b_health),
-                bento_ready=b_state == "running" and answers(f"http://{LOOPBACK}:{bento.labels.get(LABEL_PORT)}/readyz"),
-            )
-        entry["health"] = f"{entry['gateway_health']}/{entry['bento_health'] or 'missing'}"
-        entry["ready"] = bool(entry["gateway_ready"] and entry["bento_ready"])
-        out.append(entry)
-    return sorted(out, key=lambda e: (e["app"], e["gateway_container"]))
+# --------------------------------------------------------------------------- undeploy
 
 
 def undeploy(app: str, *, state_base: Path | None = None) -> list[str]:

@@ -92,7 +92,7 @@ def check_public_port(client, app: str, port: int, bind: str) -> None:
         )
 
 
-def pick_private_port(client) -> int:
+def pick_private_port(client, public_port: int) -> int:
     """A loopback port in 3000-3999 no home-mlops container claims and nothing listens on.
 
     Call it under the host deploy lock and create the container before releasing it:
@@ -104,7 +104,7 @@ def pick_private_port(client) -> int:
             claimed.add(int((c.get("Labels") or {}).get(LABEL_PORT, "")))
         except ValueError:
             pass
-    candidates = [p for p in PRIVATE_PORTS if p not in claimed]
+    candidates = [p for p in PRIVATE_PORTS if p not in claimed and p != public_port]  # it may lie in the range
     secrets.SystemRandom().shuffle(candidates)
     for port in candidates:
         if port_bindable(port) and port_bindable(port, "0.0.0.0"):

@@ -6,6 +6,7 @@ Host networking for every container. The model server and candidate gateways bin
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,13 @@ class Slot:
     slot: str = ""  # public | candidate for gateways
     upstream_port: int = 0
     upstream_name: str = ""
+
+
+def public_url(bind: str, port: int) -> str:
+    """How other machines reach the app: this host's name, or the one address the gateway binds."""
+    if bind == "0.0.0.0":
+        return f"http://{socket.gethostname()}:{port}"
+    return f"http://{bind}:{port}"
 
 
 def _labels(release: Release, slot: Slot, bind: str) -> dict[str, str]:
