@@ -51,8 +51,8 @@ def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_pip(*args: str) -> subprocess.CompletedProcess:
-    """`python -m pip <args>` with this venv's pip, a clean environment, wheels only."""
+    """`python -m pip <args>` with this venv's pip and a clean environment.
+
+    Wheels only even if a caller forgets `--only-binary=:all:`: clean_env sets PIP_ONLY_BINARY."""
     argv = [sys.executable, "-m", "pip", *args]
-    if args and args[0] in ("install", "download", "wheel") and "--only-binary=:all:" not in args:
-        argv.append("--only-binary=:all:")
     return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL)
