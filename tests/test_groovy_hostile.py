@@ -280,9 +280,6 @@ def test_a_hostile_port_is_refused_before_the_lock_and_the_cli(settings_records)
     assert checked == len(step_values(Path("/c")))
 
 
-@pytest.mark.xfail(strict=False, reason="CLI (helper B): --cpus/--ready-timeout are click floats, so a non-number "
-                                        "is a usage error before run_command and no JSON result is written "
-                                        "(issue 9 item 4: every error writes its JSON result)")
 def test_hostile_number_settings_get_a_json_result(settings_records):
     missing = [f"{var}={value[:30]!r}" for (var, value, _), run, r in settings_records["results"]
                if var in NUMBER_SETTINGS and not (Path(run["workspace"]) / "home-mlops-deploy.json").exists()]

@@ -330,18 +330,8 @@ def built_an_image(stderr: str) -> bool:
     return bool(re.search(r"(bento|gateway) image", stderr)) and bool(re.search(r"built in|up to date", stderr))
 
 
-# The build commands check AR_NAME only when they push (registry.py), after the build; the
-# early check (trust.require_trusted_registry right after job_params) belongs in
-# commands_build.py. Until it is wired this part of the test is an expected failure; strict,
-# so that the wiring turns it into a failure that says: remove the marker.
-EARLY_CHECK_PENDING = (
-    "needs wiring in commands_build.py: trust.require_trusted_registry(params.registry) right after "
-    "job_params() in bento-build/fastapi-build (when pushing), deploy and pipeline; then remove this xfail")
-
-
 @pytest.mark.parametrize("command", ["deploy", "bento-build", "fastapi-build", "pipeline"])
-def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, fresh, tmp_path, isolated, our_images,
-                                                          request):
+def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, fresh, tmp_path, isolated, our_images):
     if command != "deploy" and docker_reason():
         pytest.skip(docker_reason())
     run = trained_run(APP)
@@ -357,7 +347,6 @@ def test_untrusted_ar_name_exits_2_without_any_connection(command, trained_run, 
     assert fresh.trusted.connections == 0
     if command != "deploy":
         # Refused before any build work, so no minutes are spent on a build that cannot be pushed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason=EARLY_CHECK_PENDING))
         assert not built_an_image(proc.stderr), "the image was built before the registry was checked"
 
 

@@ -247,6 +247,22 @@ def projects_file() -> Path | None:
     return path if path and path.is_file() else None
 
 
+_NUMBER_FIELDS = {"port": int, "cpus": float, "ready_timeout": float}
+
+
+def _number_from_text(field: str, value: Any) -> Any:
+    """Options and HOME_MLOPS_* variables arrive as text; the settings are strict, so numbers are
+    converted here. Text that is no number stays text and fails validation with the field named
+    (inside the command, so the JSON result is still written)."""
+    kind = _NUMBER_FIELDS.get(field)
+    if kind is None or not isinstance(value, str):
+        return value
+    try:
+        return kind(value.strip())
+    except ValueError:
+        return value
+
+
 def resolve_settings(app: str, overrides: dict[str, Any], projects: Path | None = None) -> DeploySettings:
     """The settings for one deploy of ``app``: ``overrides`` (CLI options/env, None = not given) win,
     then the app's entry in ``projects`` (default: the checkout's jobs/projects.yaml), then built-ins."""
@@ -256,7 +272,7 @@ def resolve_settings(app: str, overrides: dict[str, Any], projects: Path | None 
         entry = load_apps(path).get(app)
         if entry is not None:
             listed = entry.model_dump(exclude_none=True)
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: _number_from_text(k, v) for k, v in overrides.items() if v is not None}
     try:
         return DeploySettings(**{**listed, **given})
     except ValidationError as exc:

@@ -106,8 +106,8 @@ def register(app: typer.Typer) -> None:
     def deploy(
         app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
         nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
-        port: Optional[int] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[float] = CpusOpt,
-        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[float] = ReadyTimeoutOpt,
+        port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
         target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
         rollback: bool = typer.Option(False, "--rollback", help="Go back to the previous run of --app."),
         bento_image: Optional[str] = typer.Option(
@@ -175,8 +175,8 @@ def register(app: typer.Typer) -> None:
         app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
         nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
         base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
-        port: Optional[int] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[float] = CpusOpt,
-        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[float] = ReadyTimeoutOpt,
+        port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
         target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
         model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
     ) -> None:
@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
             timings: dict[str, float] = {}
 
             def timed(name: str, number: int, fn):
-                console.console.rule(f"[bold]{number}/4 {name}")
+                console.rule(f"{number}/4 {name}")
                 started = time.monotonic()
                 out = fn()
                 timings[name] = round(time.monotonic() - started, 2)

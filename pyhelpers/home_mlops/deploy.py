@@ -53,6 +53,7 @@ from .errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailabl
 from .params import validate_app
 from .platform import docker_client, enable_reuseport_migration
 from .registry import auth_for
+from .trust import require_trusted
 
 # Names other modules and the tests use from here.
 __all__ = ["DeployResult", "DeployInterrupted", "Release", "DeploySettings", "deploy", "rollback", "status",
@@ -108,6 +109,7 @@ def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
     except docker.errors.ImageNotFound:
         pass
     repo, tag = parse_repository_tag(ref)
+    require_trusted(ref)  # also when the caller brought credentials: no pull from a host not on the list
     auth = registry_auth if registry_auth is not None else auth_for(ref)
     console.step(f"pulling {ref}")
     try:
