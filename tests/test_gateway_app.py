@@ -635,6 +635,9 @@ def test_nesting_check_on_the_raw_text():
     assert not nests_deeper_than(b'["[[[[[[", {"a": "]]]]"}]', 2)  # brackets inside strings do not count
     assert nests_deeper_than(b'["\\"[[[", [[[1]]]]', 3)  # an escaped quote does not end the string
     assert nests_deeper_than(b'["\\\\", [[[1]]]]', 3)  # an escaped backslash does not escape the quote
+    assert not nests_deeper_than(b'["a[[[", "b", "]]]c", "", {"k": "{{"}]', 2)  # quoted brackets among plain strings
+    assert nests_deeper_than(b'["a[[[", "b", [["]]]c", [1]]]]', 3)
+    assert not nests_deeper_than(b'["a[[[", "b", [["]]]c", [1]]]]', 4)
     assert not nests_deeper_than(b"[" * 32 + b"]" * 32, 32)
     assert nests_deeper_than(b"[" * 33 + b"]" * 33, 32)
     assert nests_deeper_than(b"[" * 1_000_000, 32)  # no recursion, no Python loop per byte

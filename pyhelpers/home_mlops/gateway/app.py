@@ -251,10 +251,12 @@ class Shape:
         return frozenset(self.names)
 
 
-def _check_record_widths(rows: list[Any], shape: Shape) -> None:
-    width = len(shape.names)
+def refuse_wide_records(rows: list[Any], names: list[str]) -> None:
+    """A short 422 for a record with more fields than the signature (10 000 junk keys), instead of
+    one validation error per key. Called only once validation failed: the happy path pays nothing."""
+    shape = Shape(names, len(rows))
     for i, row in enumerate(rows):
-        if isinstance(row, dict) and len(row) > width:
+        if isinstance(row, dict) and len(row) > len(names):
             shape.check_fields(row, f"row {i}", i)
 
 
@@ -309,10 +311,7 @@ def extract_rows(payload: Any, names: list[str], max_rows: int = 10_000) -> list
     Counts are checked before rows are built, so a 1 MiB body of columns cannot
     make half a million dicts only to be refused afterwards.
     """
-    shape = Shape(names, max_rows)
-    rows = _extract(payload, shape)
-    _check_record_widths(rows, shape)
-    return rows
+    return _extract(payload, Shape(names, max_rows))
 
 
 def _extract(payload: Any, shape: Shape) -> list[Any]:
@@ -389,8 +388,14 @@ def nests_deeper_than(raw: bytes, limit: int) -> bool:
     """
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False
-    marks = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    return _nesting_at_most(limit).fullmatch(_QUOTED.sub(b"", marks)) is None
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # a string without brackets leaves '""': dropping adjacent quotes first keeps the rest paired
+    # (at worst two strings merge into one), and the regex below runs only when a bracket is quoted
+    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = _QUOTED.sub(b"", marks)
+    return _nesting_at_most(limit).fullmatch(marks) is None
 
 
 def decode_json(raw: bytes, max_depth: int) -> Any:
@@ -731,6 +736,7 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
         try:
             records = adapter.validate_python(rows)
         except ValidationError as exc:
+            refuse_wide_records(rows, names)
             errors = _error_list(exc)
             raise InputError(422, _summary(errors, exc.error_count()), errors) from None
         try:

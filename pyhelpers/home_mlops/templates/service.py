@@ -104,8 +104,14 @@ def nests_deeper_than(raw: bytes, limit: int) -> bool:
     """Whether the JSON's brackets outside strings nest deeper than ``limit`` (or do not pair up)."""
     if raw.count(b"[") + raw.count(b"{") <= limit:
         return False
-    marks = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    return _nesting_at_most(limit).fullmatch(_QUOTED.sub(b"", marks)) is None
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # a string without brackets leaves '""': dropping adjacent quotes first keeps the rest paired
+    # (at worst two strings merge into one), and the regex below runs only when a bracket is quoted
+    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:
+        marks = _QUOTED.sub(b"", marks)
+    return _nesting_at_most(limit).fullmatch(marks) is None
 
 
 def decode(raw: bytes) -> Any:
