@@ -263,6 +263,7 @@ def main() -> int:
         return 0
 
     from home_mlops import deploy as dp
+    from home_mlops.app_settings import DeploySettings
     from home_mlops.platform import docker_client
 
     client = docker_client()
@@ -298,9 +299,9 @@ def main() -> int:
 
             port = free_port()
             deployed = True
-            d = dp.deploy(app, run["experiment_id"], run["run_id"], run.get("model_id") or "", b["image"], g["image"],
-                          port=port, smoke_payload={"dataframe_records": [record]}, state_base=tmp / "deploy",
-                          timeout=240)
+            release = dp.Release(app, run["experiment_id"], run["run_id"], run.get("model_id") or "", b["image"],
+                                 g["image"], {"dataframe_records": [record]})
+            d = dp.deploy(release, DeploySettings(port=port, bind=LOOP, ready_timeout=240), state_base=tmp / "deploy")
             res["ports"] = {"gateway": port, "bento": d.bento_port}
             print(f"deployed: gateway :{port}, bento :{d.bento_port}", flush=True)
 
@@ -347,7 +348,7 @@ def main() -> int:
                 except Exception:  # noqa: BLE001
                     mlflow_proc.kill()
             if deployed:
-                removed = dp.undeploy(app)
+                removed = dp.undeploy(app, state_base=tmp / "deploy")
                 print(f"undeployed: {', '.join(removed) or 'nothing'}", flush=True)
             if not args.keep_images:
                 for ref in images:
