@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from . import console, settings
+from . import console, output, settings
 from .errors import BuildFailed
 from .resolve import ResolvedModel
 
@@ -163,7 +163,8 @@ def build_bento(source: BentoSource, version: str):
             except Exception:  # noqa: BLE001 - nothing registered: fine
                 pass
             raise BuildFailed(
-                f"bentoml build failed: {str(exc)[:400]}",
+                f"bentoml build failed: {output.clean(str(exc))[:400]}",
                 "a service that imports and a model the service can load",
                 "run `bentoml build` in the build folder for details: " + str(source.folder),
+                log_tail=output.clean_lines(str(exc), last=15),
             ) from None

@@ -1,7 +1,7 @@
 """The `home-mlops` command line: parse options, call the stages, report.
 
 No logic lives here beyond wiring: each stage is a module with plain functions.
-Human progress goes to stderr, the machine result to --json PATH.
+Human progress goes to stderr (output.py chooses how), the machine result to --json PATH or -.
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any, Optional
 
 import typer
 
-from . import console
+from . import console, output
 from .errors import ExitCode, HomeMlopsError
 from .params import JobParams, validate_model_name
-from .results import write_json
+from .results import error_log_tail, failure_text, summary_text, write_json
 
 app = typer.Typer(
     name="home-mlops",
@@ -33,36 +33,87 @@ RunOpt = typer.Option(None, "--run-id", envvar="RUN_ID", help="MLflow run id (RU
 NasOpt = typer.Option(None, "--nas", envvar="NAS", help="Artifact root to read without a tracking server (NAS).")
 RegOpt = typer.Option(None, "--registry", envvar="AR_NAME", help="Image repository prefix (AR_NAME).")
 TrackOpt = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
-JsonOpt = typer.Option(None, "--json", envvar="HOME_MLOPS_JSON", help="Write the result as JSON here.")
+JsonOpt = typer.Option(None, "--json", envvar="HOME_MLOPS_JSON", help="Write the result as JSON here (- for stdout).")
 ModelNameOpt = typer.Option(None, "--model-name", help="Which model, when a run logged several: its name or id (m-...).")
 
 
 def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, Any]]) -> None:
-    """Run one command: its result or its error goes to --json, the exit code says which."""
+    """Run one command: its result or its error goes to --json, the exit code says which.
+
+    The last lines printed are the summary: the text the Jenkins build description uses
+    (also the result's "summary"), followed here by the seconds the command took."""
     started = time.monotonic()
+    output.settings().failed_stage = ""
+    with output.stage(name):
+        try:
+            result = body()
+        except HomeMlopsError as exc:
+            tail = error_log_tail(exc)
+            console.error(exc)
+            if not all(line in str(exc) for line in tail):  # pip and deploy errors quote theirs already
+                console.error("the failing tool's last output lines:\n" + "\n".join(f"  | {line}" for line in tail))
+            _fail(name, json_path, exc.code, output.clean_message(exc), exc, started, log_tail=tail)
+        except KeyboardInterrupt:
+            console.error("interrupted")
+            _fail(name, json_path, 130, "interrupted", "interrupted", started)
+        except Exception as exc:  # noqa: BLE001 - a bug: short message, traceback only on request
+            if os.environ.get("HOME_MLOPS_DEBUG"):
+                raise
+            console.internal_error(
+                f"{type(exc).__name__}: {exc}\n"
+                "  this is a bug in home-mlops; run again with HOME_MLOPS_DEBUG=1 for the traceback"
+            )
+            error = output.clean_message(f"{type(exc).__name__}: {exc}")
+            _fail(name, json_path, ExitCode.INTERNAL, error, error, started)
+        seconds = round(time.monotonic() - started, 3)
+        summary = summary_text(name, result)
+        result = {"command": name, "ok": True, **result, "summary": summary, "seconds": seconds}
+        _print_summary(summary, seconds)
+    write_json(json_path, result)
+
+
+def _print_summary(summary: str, seconds: float) -> None:
+    first, _, rest = summary.partition("\n")
+    console.summary(f"{first} ({seconds:.1f} s)" + (f"\n{rest}" if rest else ""))
+
+
+def _fail(name: str, json_path: str | None, code: int, error: str, reason: object, started: float,
+          log_tail: list[str] | None = None) -> None:
+    seconds = round(time.monotonic() - started, 3)
+    summary = failure_text(output.failed_stage() or name, reason)
+    _print_summary(summary, seconds)
+    write_json(json_path, {"command": name, "ok": False, "exit_code": int(code), "error": error,
+                           "log_tail": list(log_tail or []), "summary": summary, "seconds": seconds})
+    raise typer.Exit(int(code))
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"home-mlops {version('home-mlops')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    _version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                  help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", envvar="HOME_MLOPS_QUIET",
+                               help="Only warnings, errors and the summary line."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="HOME_MLOPS_VERBOSE",
+                                 help="Also the tools' own output (pip, docker build) on a terminal."),
+    log_format: Optional[str] = typer.Option(
+        None, "--log-format", envvar="HOME_MLOPS_LOG_FORMAT",
+        help="plain (timestamped lines), json (one object per line) or rich; "
+             "default: rich on a terminal, plain without one (CI, Jenkins, a pipe)."),
+) -> None:
+    """From an MLflow run to a served BentoML model server + FastAPI gateway."""
     try:
-        result = body()
+        output.configure(log_format=log_format, quiet=quiet, verbose=verbose)
     except HomeMlopsError as exc:
         console.error(exc)
-        write_json(json_path, {"command": name, "ok": False, "exit_code": int(exc.code), "error": str(exc)})
         raise typer.Exit(int(exc.code)) from None
-    except KeyboardInterrupt:
-        console.error("interrupted")
-        raise typer.Exit(130) from None
-    except Exception as exc:  # noqa: BLE001 - a bug: short message, traceback only on request
-        if os.environ.get("HOME_MLOPS_DEBUG"):
-            raise
-        console.internal_error(
-            f"{type(exc).__name__}: {exc}\n"
-            "  this is a bug in home-mlops; run again with HOME_MLOPS_DEBUG=1 for the traceback"
-        )
-        write_json(
-            json_path,
-            {"command": name, "ok": False, "exit_code": int(ExitCode.INTERNAL), "error": f"{type(exc).__name__}: {exc}"},
-        )
-        raise typer.Exit(int(ExitCode.INTERNAL)) from None
-    result = {"command": name, "ok": True, **result, "seconds": round(time.monotonic() - started, 3)}
-    write_json(json_path, result)
 
 
 def job_params(app_name, experiment_id, run_id, nas, registry, need_app=True) -> JobParams:

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import typer
 
-from . import console
+from . import console, output
 from .cli import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
 from .errors import BadInput
 from .params import validate_model_name
@@ -195,7 +195,8 @@ def register(app: typer.Typer) -> None:
             def timed(name: str, number: int, fn):
                 console.rule(f"{number}/4 {name}")
                 started = time.monotonic()
-                out = fn()
+                with output.stage(name):  # its lines, and a failure's summary, name the stage
+                    out = fn()
                 timings[name] = round(time.monotonic() - started, 2)
                 return out
 

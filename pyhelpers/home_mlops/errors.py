@@ -6,7 +6,7 @@ its code. Anything else is a bug and exits 1.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 
@@ -27,6 +27,9 @@ class HomeMlopsError(Exception):
     expected: str = ""
     hint: str = ""
     code: ExitCode = ExitCode.INTERNAL
+    # The failing tool's last output lines (docker build, pip, BentoML, a container's log), already
+    # scrubbed: printed with the error when the message does not hold them, and in the --json result.
+    log_tail: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = [self.what]
@@ -42,8 +45,8 @@ class _Kind(HomeMlopsError):
 
     CODE = ExitCode.INTERNAL
 
-    def __init__(self, what: str, expected: str = "", hint: str = "") -> None:
-        super().__init__(what, expected, hint, self.CODE)
+    def __init__(self, what: str, expected: str = "", hint: str = "", log_tail: list[str] | None = None) -> None:
+        super().__init__(what, expected, hint, self.CODE, list(log_tail or []))
 
 
 class BadInput(_Kind):

@@ -11,14 +11,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from . import console
+from . import console, output
 from .errors import BuildFailed
 from .platform import docker_client
 
 INPUTS_LABEL = "io.homemlops.inputs-digest"
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+TAIL_LINES = 20
 
 
 @dataclass
@@ -77,12 +76,8 @@ def build_image(context: Path, ref: str, labels: dict[str, str], *, what: str) -
         console.ok(f"{what} image {ref} is up to date (same inputs)")
         return describe(client, ref, 0.0, reused=True)
     started = time.monotonic()
-    log_tail: list[str] = []
-    with Progress(
-        TextColumn("{task.description}", style="cyan", markup=False), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console.console, transient=False,
-    ) as progress:
-        task = progress.add_task(f"building {what} image", total=None)
+    step_line, log_tail = "", []  # the current step and its last output lines: what a failure shows
+    with output.StepProgress(f"building {what} image") as progress:
         try:
             stream = client.api.build(
                 path=str(context), tag=ref, labels=labels, network_mode="host",
@@ -90,25 +85,33 @@ def build_image(context: Path, ref: str, labels: dict[str, str], *, what: str) -
             )
             for chunk in stream:
                 if "error" in chunk:
+                    error = chunk["error"].strip()
                     raise BuildFailed(
-                        f"docker build of the {what} image failed: {chunk['error'].strip()}",
-                        hint=_hint(chunk["error"]) + f" (build context: {context})",
+                        f"docker build of the {what} image failed: {output.clean(error)}",
+                        hint=_hint(error) + f" (build context: {context})",
+                        log_tail=_tail(step_line, log_tail),
                     )
-                line = (chunk.get("stream") or "").strip()
-                if line:
-                    log_tail = (log_tail + [line])[-15:]
+                for line in output.clean_lines(chunk.get("stream") or ""):
+                    output.tool_line("docker", line)
                     step = _STEP.match(line)
                     if step:
-                        progress.update(task, completed=int(step[1]) - 1, total=int(step[2]),
-                                        description=f"{what}: {step[3][:60]}")
-            progress.update(task, completed=progress.tasks[0].total or 1)
+                        step_line, log_tail = line, []
+                        progress.update(int(step[1]) - 1, int(step[2]), f"{what}: {step[3][:60]}")
+                    else:
+                        log_tail = (log_tail + [line])[-TAIL_LINES:]
+            progress.done()
         except BuildFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - daemon errors, disk full, ...
-            raise BuildFailed(f"docker build of the {what} image failed: {str(exc)[:400]}", hint=_hint(str(exc))) from None
+            raise BuildFailed(f"docker build of the {what} image failed: {output.clean(str(exc))[:400]}",
+                              hint=_hint(str(exc)), log_tail=_tail(step_line, log_tail)) from None
     info = describe(client, ref, time.monotonic() - started, reused=False)
     console.ok(f"{what} image {ref} built in {info.build_seconds:.1f} s ({info.size_bytes / 1e6:.0f} MB)")
     return info
+
+
+def _tail(step_line: str, lines: list[str]) -> list[str]:
+    return ([step_line] if step_line else []) + lines[-(TAIL_LINES - 1):]
 
 
 def _base_image_id(client, dockerfile: Path) -> str:
@@ -135,4 +138,4 @@ def _hint(message: str) -> str:
         return "the disk is full: free space (docker image prune, docker builder prune) and build again"
     if "pull access denied" in lowered or "manifest unknown" in lowered:
         return "the base image must exist locally: run `home-mlops platform up` or pass --base-image"
-    return "see the build output above"
+    return "the failing step and its last output lines are shown with this error"

@@ -53,6 +53,17 @@ def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 def run_pip(*args: str) -> subprocess.CompletedProcess:
     """`python -m pip <args>` with this venv's pip and a clean environment.
 
-    Wheels only even if a caller forgets `--only-binary=:all:`: clean_env sets PIP_ONLY_BINARY."""
+    Wheels only even if a caller forgets `--only-binary=:all:`: clean_env sets PIP_ONLY_BINARY.
+    Its output (stdout and stderr as one stream, in order) is printed as it comes, prefixed by the
+    stage (output.tool_line), and returned whole as ``stderr`` for the caller's error message."""
+    from . import output
+
     argv = [sys.executable, "-m", "pip", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), stdin=subprocess.DEVNULL)
+    lines: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          text=True, errors="replace", env=clean_env()) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip():
+                output.tool_line("pip", line.rstrip("\n"))
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout="", stderr="".join(lines))

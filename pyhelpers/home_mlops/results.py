@@ -1,21 +1,95 @@
-"""The machine-readable result every command can write with --json PATH."""
+"""The machine-readable result every command can write with --json PATH (or --json - for stdout),
+and its one-line summary: the same text the Jenkins build description shows (Summary.groovy)."""
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import output
+from .errors import HomeMlopsError
+
+STDOUT = "-"
+# Which description label (StepSpec.kind on the Groovy side) each command's summary uses.
+KINDS = {"bento-build": "bento", "fastapi-build": "gateway", "deploy": "deploy", "undeploy": "undeploy"}
+# deploy_probe.log_tail indents a container's log lines like this inside a DeployFailed message.
+LOG_LINE_PREFIX = "    | "
+
 
 def write_json(path: str | os.PathLike[str] | None, data: dict[str, Any]) -> None:
-    """Write atomically: a reader (Groovy's readJSON) never sees half a file."""
+    """Write atomically: a reader (Groovy's readJSON) never sees half a file. ``-`` is stdout."""
     if not path:
+        return
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".result-", dir=target.parent)
     with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
+        handle.write(text)
     os.replace(tmp, target)
+
+
+def _text(value: Any) -> str:
+    """Summary.text: absent, null and non-scalar values are empty."""
+    return "" if value is None or not isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _image_line(kind: str, result: dict[str, Any]) -> str:
+    image, digest = _text(result.get("image")), _text(result.get("digest"))
+    return f"{kind}: {image or '(no image)'}" + (f" ({digest})" if digest else "")
+
+
+def _at(image: dict[str, Any]) -> str:
+    digest = _text(image.get("digest"))
+    return _text(image.get("image")) + (f" @ {digest}" if digest else "")
+
+
+def summary_text(command: str, result: dict[str, Any]) -> str:
+    """Summary.line(kind, result) for the step commands, Summary.success(...) for pipeline."""
+    kind = KINDS.get(command)
+    if kind == "deploy":
+        url, run = _text(result.get("url")), _text(result.get("run_id"))
+        return f"deploy: {url or '(no url)'}" + (f" (run {run})" if run else "")
+    if kind == "undeploy":
+        removed = result.get("removed") if isinstance(result.get("removed"), list) else []
+        app = _text(result.get("app"))
+        return (f"undeploy: removed {', '.join(map(str, removed))}" if removed
+                else "undeploy: nothing was deployed" + (f" for {app}" if app else ""))
+    if kind:
+        return _image_line(kind, result)
+    if command == "pipeline":
+        bento, gateway, deployed = (result.get(k) or {} for k in ("bento", "gateway", "deploy"))
+        lines = [f"home-mlops: deployed {_text(deployed.get('app')) or _text(bento.get('app'))}",
+                 f"  bento image:   {_at(bento)}", f"  gateway image: {_at(gateway)}",
+                 f"  url:           {_text(deployed.get('url'))}/predict"]
+        if _text(deployed.get("local_url")):
+            lines.append(f"  on this host:  {_text(deployed.get('local_url'))}/predict")
+        if _text(deployed.get("previous_run_id")):
+            lines.append(f"  replaced run:  {_text(deployed.get('previous_run_id'))}")
+        return "\n".join(lines)
+    if command == "resolve":
+        return f"resolve: {_text(result.get('model_uri'))} -> {_text(result.get('local_path'))}"
+    if command == "status":
+        return f"status: {len(result.get('deployments') or [])} deployed"
+    return f"{command}: done"
+
+
+def failure_text(stage: str, exc: BaseException | str) -> str:
+    """Summary.failure(stage, reason), with the first line of the error as the reason."""
+    reason = str(exc).splitlines()[0] if str(exc) else "unknown error"
+    return f"home-mlops: FAILED in stage '{stage or 'unknown'}': {reason}"
+
+
+def error_log_tail(exc: HomeMlopsError) -> list[str]:
+    """The failing tool's last lines: given by the error, or a container's log quoted in a deploy error."""
+    if exc.log_tail:
+        return [output.clean(line) for line in exc.log_tail]
+    return [output.clean(line[len(LOG_LINE_PREFIX):]) for line in str(exc).splitlines()
+            if line.startswith(LOG_LINE_PREFIX)]

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import console
+from . import console, output
 from .cache import sha256_file
 from .errors import BuildFailed
 from .pip import run_pip
@@ -41,11 +41,12 @@ def image_requirements(model_requirements: list[str], extra: list[str]) -> list[
 
 
 def _fail(what: str, proc: subprocess.CompletedProcess) -> BuildFailed:
-    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+    tail = output.clean_lines(proc.stderr or proc.stdout, last=8)
     return BuildFailed(
-        f"{what}:\n{tail}",
+        f"{what}:\n" + "\n".join(tail),
         "packages available as wheels for this Python from the configured package index",
         "check the model's requirements (resolve --json shows them) and `pip config list`",
+        log_tail=tail,
     )
 
 
