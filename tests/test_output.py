@@ -211,3 +211,19 @@ def test_a_successful_build_without_a_terminal(trained_run, local_platform, own_
         import docker
 
         docker.from_env().images.remove(result["image_id"], force=True)
+
+
+def test_a_deploy_failure_returns_the_model_servers_log_scrubbed(monkeypatch):
+    """DeployFailed quotes the container's log (deploy_probe.log_tail); the result gets those lines."""
+    from home_mlops.deploy_probe import log_tail
+    from home_mlops.errors import DeployFailed
+    from home_mlops.results import error_log_tail
+
+    class Container:  # only .logs(): what log_tail reads from a docker container
+        def logs(self, tail):
+            return f"loading model\nTraceback: boom\x1b[0m password={CANARY}\n".encode()
+
+    monkeypatch.setenv("REGISTRY_PASSWORD", CANARY)
+    exc = DeployFailed("model server exited (state exited); its last log lines:\n" + log_tail(Container()),
+                       hint="the previous deployment is still serving")
+    assert error_log_tail(exc) == ["loading model", "Traceback: boom password=***"]
