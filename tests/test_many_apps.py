@@ -424,3 +424,20 @@ def test_zz_sentinel_still_serves_untouched(host, sentinel):
     assert {c.id for c in dp._app_containers(client, sentinel["app"])} == sentinel["ids"]
     assert all(c.status == "running" for c in dp._app_containers(client, sentinel["app"]))
     assert_port_held_only_by(client, sentinel["app"], sentinel["port"])
+
+
+def test_host_lock_is_one_per_host_whatever_the_platform_folder(tmp_path):
+    """root (/var/lib/home-mlops) and a jenkins user (~/.local/share/...) have different platform
+    folders; the lock that guards the host's ports must still be the same one for both."""
+    assert deploy_state.host_lock_path(tmp_path / "root") == deploy_state.host_lock_path(tmp_path / "jenkins")
+    other = (
+        "import sys; from pathlib import Path; from home_mlops import deploy_state as s\n"
+        "from home_mlops.errors import DeployFailed\n"
+        "try:\n"
+        "    with s.host_lock('second deployer', 0.5, Path(sys.argv[1])): print('acquired')\n"
+        "except DeployFailed as exc: print('busy:', exc)\n"
+    )
+    with deploy_state.host_lock("hmt-b-holder: switching", 30, tmp_path / "root"):
+        proc = subprocess.run([sys.executable, "-c", other, str(tmp_path / "jenkins")],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith("busy:") and "hmt-b-holder" in proc.stdout, proc.stdout + proc.stderr

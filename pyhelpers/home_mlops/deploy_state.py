@@ -2,7 +2,8 @@
 docker-compose.yml that describes the running pair.
 
 Everything lives under ``platform_dir()/deploy/``:
-  host.lock                   fcntl lock held from a deploy's port check to its switch (every app)
+  host.lock                   fcntl lock held from a deploy's port check to its switch (every app),
+                              in /run/lock/home-mlops-deploy.lock wherever /run/lock is writable
   <app>.lock                  fcntl lock held for the whole of a deploy/rollback/undeploy
   <app>.json                  history, oldest first (deploys, rollbacks, undeploys)
   <app>/docker-compose.yml    the pair as deployed (for people and for `docker-compose`)
@@ -165,7 +166,19 @@ def host_lock(what: str, wait_seconds: float, base: Path | None = None):
             "run the deploy again; if it keeps happening, look for a stuck `home-mlops` process",
         )
 
-    return _held(state_dir(base) / "host.lock", what, wait_seconds, busy)
+    return _held(host_lock_path(base), what, wait_seconds, busy)
+
+
+# Ports are a host-wide namespace, so the lock that guards them must not depend on who deploys:
+# root's platform folder is /var/lib/home-mlops, a jenkins user's is under its home. /run/lock
+# (world-writable, sticky) is the one folder every user of the host shares.
+HOST_LOCK_DIR = Path("/run/lock")
+
+
+def host_lock_path(base: Path | None = None) -> Path:
+    if HOST_LOCK_DIR.is_dir() and os.access(HOST_LOCK_DIR, os.W_OK | os.X_OK):
+        return HOST_LOCK_DIR / "home-mlops-deploy.lock"
+    return state_dir(base) / "host.lock"
 
 
 # --------------------------------------------------------------------------- history
