@@ -180,6 +180,13 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
                                "code": "return bentoBuild(ensureHelper: true)"}
     s["real-ensure-helper-missing"] = {"target": "code", "mode": "real", "env": dict(real_env, PATH="/usr/bin:/bin"),
                                        "code": "return bentoBuild(ensureHelper: true)"}
+    # Real shell against the real CLI (no terminal, as under Jenkins): what reaches the console.
+    cli_env = dict(env, PATH=f"{runner.VENV_BIN}:/usr/bin:/bin", HOME_MLOPS_HOME=str(tmp / "real-cli-state"))
+    # a tracking server on a port of this test's range where nothing listens: exit 7, quickly
+    s["real-cli-unavailable"] = {"target": "code", "mode": "real", "code": "return bentoBuild()",
+                                 "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18600")}
+    s["real-cli-undeploy"] = {"target": "code", "mode": "real", "env": cli_env,
+                              "code": "return undeployApp(app: 'hmt-f-none')"}
     for name, scenario in s.items():
         scenario["name"] = name
     return s
@@ -577,3 +584,39 @@ def test_help_page_documents_every_option(step):
     for option in KNOWN[step]:
         assert f"<code>{option}</code>" in text, option
     assert "properties" not in text or "never" in text
+
+
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[([a-z-]+)\] (.*)$")
+
+
+def _cli_lines(r) -> list[tuple[str, str]]:
+    """The real CLI's lines in the sh step's stderr (the Jenkins console), without sh -x's `+ ...` lines."""
+    stderr = _sh(r)["stderr"]
+    assert SECRET not in stderr and not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", stderr)
+    lines = [line for line in stderr.splitlines() if not line.startswith("+ ")]
+    assert lines and all(STAMPED.match(line) for line in lines), lines
+    return [STAMPED.match(line).groups() for line in lines]
+
+
+def test_real_cli_failure_reaches_the_console_as_plain_lines(rec):
+    r = rec["real-cli-unavailable"]
+    assert r["result"] == "FAILURE"
+    lines = _cli_lines(r)
+    assert {stage for stage, _ in lines} == {"bento-build"}
+    assert any(text.startswith("error: ") for _, text in lines)
+    result = json.loads((Path(r["workspace"]) / "home-mlops-bento.json").read_text())
+    assert result["exit_code"] == 7, result
+    assert result["summary"].startswith("home-mlops: FAILED in stage 'bento-build': ")
+    assert lines[-1][1] == f"summary: {result['summary']} ({result['seconds']:.1f} s)"
+
+
+def test_real_cli_summary_is_the_build_description(rec):
+    from conftest import docker_reason
+
+    if docker_reason():
+        pytest.skip(docker_reason())
+    r = rec["real-cli-undeploy"]
+    assert r["result"] == "SUCCESS", (r["failure"], _sh(r).get("stderr"))
+    summary = r["returned"]["summary"]
+    assert summary == r["description"] == "undeploy: nothing was deployed for hmt-f-none"
+    assert _cli_lines(r)[-1] == ("undeploy", f"summary: {summary} ({r['returned']['seconds']:.1f} s)")
