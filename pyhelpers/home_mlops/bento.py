@@ -154,9 +154,10 @@ def build_bento(source: BentoSource, version: str):
         console.step(f"bentoml build ({name}:{version})")
         os.environ["HOME_MLOPS_MODEL_TAG"] = source.model_tag
         try:
-            return bentoml.bentos.build_bentofile(
-                str(source.folder / "bentofile.yaml"), build_ctx=str(source.folder), version=version
-            )
+            with output.tool_logs("bentoml", "bentoml"):
+                return bentoml.bentos.build_bentofile(
+                    str(source.folder / "bentofile.yaml"), build_ctx=str(source.folder), version=version
+                )
         except Exception as exc:  # noqa: BLE001
             try:
                 bentoml.delete(f"{name}:{version}")

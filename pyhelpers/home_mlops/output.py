@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import re
 import sys
@@ -179,3 +180,28 @@ class StepProgress:
     def __exit__(self, *exc_info) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc_info)
+
+
+class _ToolLogHandler(logging.Handler):
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tool_line(self.source, record.getMessage())
+        except Exception:  # noqa: BLE001 - logging must never break the build
+            self.handleError(record)
+
+
+@contextmanager
+def tool_logs(logger_name: str, source: str) -> Iterator[None]:
+    """A library's log records (BentoML's) become tool lines while inside: stamped, cleaned, by stage,
+    instead of going to stderr on their own through the library's handlers."""
+    logger = logging.getLogger(logger_name)
+    saved = (logger.handlers[:], logger.propagate)
+    logger.handlers, logger.propagate = [_ToolLogHandler(source)], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
