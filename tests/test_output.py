@@ -190,27 +190,47 @@ def test_a_failing_docker_step_shows_its_output_without_a_terminal(log_format, t
 
 
 @pytest.mark.docker  # local_platform skips without a Docker daemon
-def test_a_successful_build_without_a_terminal(trained_run, local_platform, own_base, tmp_path):
-    run = trained_run("tabular-iris-lightgbm")
-    base = own_base("")  # its own id: the gateway image is really built, step by step
-    proc = _gateway_build(run, local_platform, base)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
-    try:
-        assert not result["reused"]
-        lines = proc.stderr.splitlines()
-        assert CANARY not in proc.stderr + proc.stdout
-        assert not CONTROL.search(proc.stderr)
-        assert all(re.match(STAMP + r" \[fastapi-build\] \S", line) for line in lines), lines
-        steps = [re.search(r" docker \| Step (\d+)/(\d+) : ", line) for line in lines]
-        numbers = [int(m[1]) for m in steps if m]
-        assert numbers == list(range(1, int(next(m for m in steps if m)[2]) + 1))  # one line per Docker step
-        assert result["summary"] == f"gateway: {result['image']}"
-        assert lines[-1].endswith(f"summary: gateway: {result['image']} ({result['seconds']:.1f} s)")
-    finally:
-        import docker
+def test_a_pipeline_without_a_terminal(trained_run, local_platform, tmp_path):
+    """Every line stamped and staged, one line per Docker step of both builds, the summary last.
+    Its own app name and port (hmt-f-*, 18600-18699); the layers come from Docker's cache."""
+    import docker
+    from deploy_fixtures import free_test_port
 
-        docker.from_env().images.remove(result["image_id"], force=True)
+    run = trained_run("tabular-iris-lightgbm")
+    app = f"hmt-f-pipe-{run.run_id[:6]}"
+    env = {**run.env, "AR_NAME": local_platform.registry, "REGISTRY_USER": local_platform.user,
+           "REGISTRY_PASSWORD": local_platform.password, "HOME_MLOPS_PORT": str(free_test_port(range(18600, 18700))),
+           "HOME_MLOPS_PLATFORM_DIR": str(tmp_path / "platform")}
+    proc = run_cli(["pipeline", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id,
+                    "--json", "-"], env, timeout=900, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout)
+        assert local_platform.password not in proc.stderr + proc.stdout
+        assert not CONTROL.search(proc.stderr)
+        lines = proc.stderr.splitlines()
+        staged = [re.match(STAMP + r" \[([a-z-]+)\] (.*)$", line) for line in lines]
+        assert all(staged), [line for line, m in zip(lines, staged) if not m]
+        order = [stage for stage, _ in dict.fromkeys((m[1], None) for m in staged) if stage != "pipeline"]
+        assert order == ["resolve", "bento-build", "fastapi-build", "deploy"]
+        for stage in ("bento-build", "fastapi-build"):  # one line per Docker step, in order, none missing
+            steps = [re.match(r"docker \| Step (\d+)/(\d+) : ", m[2]) for m in staged if m[1] == stage]
+            steps = [step for step in steps if step]
+            assert [int(step[1]) for step in steps] == list(range(1, int(steps[0][2]) + 1)), stage
+        summary = result["summary"].splitlines()
+        assert summary[0] == f"home-mlops: deployed {app}"
+        assert f"  bento image:   {result['bento']['image']} @ {result['bento']['digest']}" in summary
+        assert summary[-1] == f"  on this host:  {result['local_url']}/predict"
+        printed = [m[2] for m in staged[-len(summary):]]
+        # each line of the block carries the prefix, so `grep summary:` finds it whole in a console log
+        assert printed == [f"summary: {summary[0]} ({result['seconds']:.1f} s)", *(f"summary: {x}" for x in summary[1:])]
+    finally:
+        undone = run_cli(["undeploy", "--app", app], env)
+        assert undone.returncode == 0, undone.stderr
+        client = docker.from_env()
+        for role in ("bento", "gateway"):
+            for image in client.images.list(name=f"{local_platform.registry}/{app}-{role}"):
+                client.images.remove(image.id, force=True)
 
 
 def test_a_deploy_failure_returns_the_model_servers_log_scrubbed(monkeypatch):
