@@ -59,6 +59,10 @@ def configure(*, log_format: str | None = None, quiet: bool = False, verbose: bo
         raise BadInput("--quiet and --verbose were both given", "at most one of them", "drop one")
     _settings.mode = choose_mode(log_format, sys.stderr.isatty())
     _settings.level = "quiet" if quiet else "verbose" if verbose else "normal"
+    if _settings.mode != "rich":  # a library's Python warning is a stamped line too, not a stray one
+        logging.captureWarnings(True)
+        warnings_logger = logging.getLogger("py.warnings")
+        warnings_logger.handlers, warnings_logger.propagate = [_ToolLogHandler("python")], False
     return _settings
 
 
