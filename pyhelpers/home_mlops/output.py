@@ -209,3 +209,36 @@ def tool_logs(logger_name: str, source: str) -> Iterator[None]:
         yield
     finally:
         logger.handlers, logger.propagate = saved
+
+
+class ToolPipe:
+    """A pipe to give a subprocess as stdout or stderr: each line is printed as it comes
+    (tool_line) and kept; ``text`` is the whole output once the ``with`` block has ended."""
+
+    def __init__(self, source: str) -> None:
+        import threading
+
+        self.source = source
+        self._lines: list[str] = []
+        read_fd, self.fd = os.pipe()
+        self._reader = os.fdopen(read_fd, encoding="utf-8", errors="replace")
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+
+    def _pump(self) -> None:
+        for line in self._reader:
+            self._lines.append(line)
+            if line.strip():
+                tool_line(self.source, line.rstrip("\n"))
+
+    def __enter__(self) -> "ToolPipe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.fd)  # the subprocess has ended: with our end closed too, the reader sees the end
+        self._thread.join()
+        self._reader.close()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._lines)

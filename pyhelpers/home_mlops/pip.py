@@ -54,16 +54,10 @@ def run_pip(*args: str) -> subprocess.CompletedProcess:
     """`python -m pip <args>` with this venv's pip and a clean environment.
 
     Wheels only even if a caller forgets `--only-binary=:all:`: clean_env sets PIP_ONLY_BINARY.
-    Its output (stdout and stderr as one stream, in order) is printed as it comes, prefixed by the
-    stage (output.tool_line), and returned whole as ``stderr`` for the caller's error message."""
-    from . import output
+    Its output is printed as it comes, prefixed by the stage (output.ToolPipe), and returned."""
+    from .output import ToolPipe
 
     argv = [sys.executable, "-m", "pip", *args]
-    lines: list[str] = []
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          text=True, errors="replace", env=clean_env()) as proc:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip():
-                output.tool_line("pip", line.rstrip("\n"))
-    return subprocess.CompletedProcess(argv, proc.returncode, stdout="", stderr="".join(lines))
+    with ToolPipe("pip") as out, ToolPipe("pip") as err:
+        proc = subprocess.run(argv, stdout=out.fd, stderr=err.fd, env=clean_env(), stdin=subprocess.DEVNULL)
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout=out.text, stderr=err.text)
