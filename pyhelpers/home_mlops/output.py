@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 MODES = ("rich", "plain", "json")
-LEVELS = ("quiet", "normal", "verbose")
 # Environment variables whose values are secrets: scrubbed from every line printed or written.
 SECRET_NAMES = ("*PASSWORD*", "*PASSWD*", "*_TOKEN", "*_TOKEN_*", "*SECRET*", "*_API_KEY", "DOCKER_AUTH_CONFIG")
 # ANSI escape sequences and the other control characters a tool may print (progress bars, colours).
@@ -52,7 +51,7 @@ def choose_mode(log_format: str | None, is_terminal: bool) -> str:
 def configure(*, log_format: str | None = None, quiet: bool = False, verbose: bool = False) -> OutputSettings:
     from .errors import BadInput
 
-    if log_format and log_format not in ("plain", "json", "rich"):
+    if log_format and log_format not in MODES:
         raise BadInput(f"--log-format {log_format!r} is not a log format", "plain, json or rich",
                        "leave it out to get rich output on a terminal and plain lines without one")
     if quiet and verbose:
