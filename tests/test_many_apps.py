@@ -309,7 +309,10 @@ def test_undeploy_and_status_through_the_cli(host, apps):
         assert row[key] not in (None, ""), key
     assert row["run_id"] == run and row["port"] == port and row["ready"] is True
     assert row["bento_digest"].startswith("sha256:") and row["url"] == dp.public_url("0.0.0.0", port)
-    header, line, bento_line, gateway_line = proc.stderr.strip().splitlines()[-4:]
+    # Without a terminal every line is '<time> [status] <text>' and a summary line follows the table.
+    lines = [re.sub(r"^\S+ \[status\] ", "", text) for text in proc.stderr.splitlines()]
+    start = next(i for i, text in enumerate(lines) if text.startswith("app "))
+    header, line, bento_line, gateway_line = lines[start:start + 4]
     assert header.split() == ["app", "url", "port", "run", "model", "id", "health", "ready", "deployed", "at"]
     assert line.split() == [app, row["url"], str(port), run, "-", row["health"], "yes", row["deployed_at"]]
     assert bento_line.split() == ["bento", "image:", host.images["bento"], "@", row["bento_digest"]]
