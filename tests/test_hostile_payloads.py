@@ -18,15 +18,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import math
 import re
 import shutil
 import socket
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
