@@ -26,7 +26,8 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from home_mlops.gateway.app import InputError, Settings, create_app, extract_rows, nests_deeper_than
+from home_mlops.gateway.app import InputError, Settings, create_app, extract_rows
+from home_mlops.gateway.rawbody import nests_deeper_than
 from home_mlops.gateway.spec import Column, GatewaySpec
 
 COLS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]

@@ -51,7 +51,8 @@ def _instructions(dockerfile: str) -> list[str]:
 def test_context_layout(context):
     files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file() and "wheels" not in p.parts)
     assert files == [".dockerignore", "Dockerfile", "gateway-spec.json", "gateway/__init__.py",
-                     "gateway/__main__.py", "gateway/app.py", "gateway/spec.py", "requirements.txt"]
+                     "gateway/__main__.py", "gateway/app.py", "gateway/rawbody.py", "gateway/spec.py",
+                     "requirements.txt"]
     assert GatewaySpec.load(context / "gateway-spec.json") == spec()
     # the package in the image is the package here, byte for byte
     src = Path(__file__).resolve().parents[1] / "pyhelpers" / "home_mlops" / "gateway"

@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from conftest import ROOT, docker_reason, run_cli
 COLS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 GOOD = dict(zip(COLS, [5.1, 3.5, 1.4, 0.2]))
 TEMPLATE = ROOT / "pyhelpers" / "home_mlops" / "templates" / "service.py"
+RAWBODY = ROOT / "pyhelpers" / "home_mlops" / "gateway" / "rawbody.py"
 
 
 # --------------------------------------------------------------------------- the service's guard, in-process
@@ -43,6 +45,7 @@ def service(tmp_path_factory):
     """templates/service.py loaded from a bento-like folder (the model is only loaded when served)."""
     folder = tmp_path_factory.mktemp("bento-src")
     shutil.copyfile(TEMPLATE, folder / "service.py")
+    shutil.copyfile(RAWBODY, folder / "rawbody.py")  # as render_source lays the bento folder out
     (folder / "home_mlops_service.json").write_text(json.dumps({
         "service_name": "hmt_e_guard", "model_tag": "hmt-e-none:0",
         "inputs": [{"name": "x", "type": "double"}, {"name": "n", "type": "long", "required": False},
@@ -53,7 +56,11 @@ def service(tmp_path_factory):
     }))
     spec = importlib.util.spec_from_file_location(f"hmt_e_service_{uuid.uuid4().hex[:6]}", folder / "service.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(folder))  # BentoML imports the service with the bento folder on the path
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
     return module
 
 
@@ -106,13 +113,13 @@ def test_tensors_are_rectangular_and_finite(service):
 
 def test_raw_body_checks(service):
     for raw in [b"\xff", "{\"inputs\": \"\u00e9\"}".encode("latin-1"), b"[" * 1_000_000, b"{", b"", b"NaN-ish"]:
-        with pytest.raises(service.Refused) as info:
-            service.decode(raw)
+        with pytest.raises(service.BodyRefused) as info:
+            service.decode_json(raw, service.MAX_DEPTH)
         assert info.value.status == 400, raw[:20]
-    assert service.decode(b'{"inputs": [{"x": 1}]}') == {"inputs": [{"x": 1}]}
+    assert service.decode_json(b'{"inputs": [{"x": 1}]}', service.MAX_DEPTH) == {"inputs": [{"x": 1}]}
     for header in ["", "text/plain", "multipart/form-data", "application/vnd.bentoml+pickle",
                    "application/json; charset=utf-16"]:
-        with pytest.raises(service.Refused) as info:
+        with pytest.raises(service.BodyRefused) as info:
             service.check_content_type(header)
         assert info.value.status == 415
     service.check_content_type("application/json; charset=UTF-8")

@@ -21,6 +21,7 @@ from .errors import BuildFailed
 from .resolve import ResolvedModel
 
 SERVICE_FILE = "service.py"
+RAWBODY_FILE = "rawbody.py"
 SERVICE_CONFIG = "home_mlops_service.json"
 
 
@@ -103,7 +104,7 @@ def render_bentofile(app: str, resolved: ResolvedModel, tag: str, base_image: st
         "service": "service:ModelService",
         "name": f"{app}-bento",
         "labels": labels,
-        "include": [SERVICE_FILE, SERVICE_CONFIG],
+        "include": [SERVICE_FILE, SERVICE_CONFIG, RAWBODY_FILE],
         "python": {"requirements_txt": "./requirements.txt", "lock_packages": False},
         "docker": docker,
         "models": [tag],
@@ -131,6 +132,8 @@ def render_source(folder: Path, app: str, resolved: ResolvedModel, base_image: s
     else:
         template = resources.files("home_mlops") / "templates" / SERVICE_FILE
         (folder / SERVICE_FILE).write_text(template.read_text())
+    # the default service imports the raw-body checks it shares with the gateway (stdlib only)
+    (folder / RAWBODY_FILE).write_text((resources.files("home_mlops") / "gateway" / RAWBODY_FILE).read_text())
     (folder / SERVICE_CONFIG).write_text(json.dumps(service_config(app, resolved, tag), indent=2, sort_keys=True) + "\n")
     (folder / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
     bentofile = render_bentofile(app, resolved, tag, base_image)

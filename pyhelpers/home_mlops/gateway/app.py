@@ -28,7 +28,7 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from datetime import datetime
 from typing import Any, Optional
 
@@ -46,6 +46,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from pydantic_core import PydanticSerializationError
 
+from .rawbody import JSON, BodyRefused, check_content_type, decode_json
 from .spec import GatewaySpec
 
 log = logging.getLogger("home_mlops.gateway")
@@ -70,7 +71,6 @@ ENV_DEPLOY_ID = "HOME_MLOPS_DEPLOY_ID"
 DEPLOY_ID_HEADER = "X-Home-Mlops-Deploy-Id"
 
 DEFAULT_UPSTREAM_URL = "http://127.0.0.1:3000"
-JSON = "application/json"
 _ENVELOPES = ("dataframe_records", "dataframe_split", "instances", "inputs")
 _MAX_ERRORS = 20
 _KNOWN_PATHS = frozenset({"/predict", "/healthz", "/readyz", "/metrics", "/", "/docs", "/openapi.json", "/redoc"})
@@ -337,82 +337,6 @@ def _extract(payload: Any, shape: Shape) -> list[Any]:
     if isinstance(payload, list):
         return _rows_from_list(payload, names, "body", shape)
     raise InputError(422, "invalid input: the body should be a JSON object or a list of records")
-
-
-# --------------------------------------------------------------------------- the raw body
-# templates/service.py (the model server) has a twin of these checks: its image carries
-# service.py alone, not this package. Change both together.
-
-#: every byte but the five that shape JSON's nesting: quotes and brackets
-_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
-_QUOTED = re.compile(rb'"[^"]*"')
-
-
-def check_content_type(header: str | None) -> None:
-    """415 unless the body is declared as JSON in UTF-8 (the only thing /predict reads)."""
-    media, _, params = (header or "").partition(";")
-    media = media.strip().lower()
-    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        got = f"Content-Type {_short(media, 60)!r}" if media else "no Content-Type"
-        raise InputError(415, f"unsupported media type: {got}; send the body as JSON with "
-                              "'Content-Type: application/json'")
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise InputError(415, f"unsupported charset {_short(value.strip(), 40)!r}: send the JSON in UTF-8")
-
-
-@lru_cache(maxsize=8)
-def _nesting_at_most(limit: int) -> re.Pattern[bytes]:
-    """A regex matching a run of brackets nested at most ``limit`` deep.
-
-    Built level by level (``[`` then at most ``limit - 1`` levels then ``]``),
-    with possessive repeats: the match never backtracks and stops at the first
-    bracket past the limit, so a million ``[`` fail at once.
-    """
-    level = rb"[\[{][\]}]"
-    for _ in range(limit - 1):
-        level = rb"[\[{](?:" + level + rb")*+[\]}]"
-    return re.compile(rb"(?:" + level + rb")*+")
-
-
-def nests_deeper_than(raw: bytes, limit: int) -> bool:
-    """Whether the JSON's brackets (outside strings) nest more than ``limit`` deep, or do not pair up.
-
-    Measured with bytes methods and one regex (C loops, no recursion), so
-    ``json.loads`` never sees more than ``limit`` levels. A body that opens at
-    most ``limit`` brackets cannot nest deeper: the usual 1-row request costs two
-    ``count`` calls. Otherwise only quotes and brackets are kept (escaped
-    backslashes and quotes dropped first, so the quotes left pair up), strings
-    are dropped, and the brackets left must match the nesting regex.
-    """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    if b"\\" in raw:
-        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    # a string without brackets leaves '""': dropping adjacent quotes first keeps the rest paired
-    # (at worst two strings merge into one), and the regex below runs only when a bracket is quoted
-    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
-    if b'"' in marks:
-        marks = _QUOTED.sub(b"", marks)
-    return _nesting_at_most(limit).fullmatch(marks) is None
-
-
-def decode_json(raw: bytes, max_depth: int) -> Any:
-    """The body as JSON: UTF-8 only, nesting limited before parsing; a 400 naming the problem otherwise."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 encoded JSON") from None
-    if not text.strip():
-        raise InputError(400, "malformed JSON: the body is empty; send a JSON object such as {\"inputs\": [...]}")
-    if nests_deeper_than(raw, max_depth):
-        raise InputError(400, f"JSON nested more than {max_depth} levels deep (or its brackets do not pair up); "
-                              "MLflow scoring JSON needs 3 levels (records or rows inside an envelope)")
-    try:
-        return json.loads(text)
-    except ValueError as exc:  # also a number with more than 4300 digits
-        raise InputError(400, f"malformed JSON: {_short(str(exc), 120)}") from None
 
 
 def _tensor_payload(payload: Any) -> Any:
@@ -766,6 +690,8 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None) -> FastAPI:
             check_content_type(request.headers.get("content-type"))
             payload = decode_json(await read_body(request), settings.max_depth)
             body, count = prepare(payload)
+        except BodyRefused as exc:
+            return InputError(exc.status, exc.message).response()
         except InputError as exc:
             return exc.response()
 

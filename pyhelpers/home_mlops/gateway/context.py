@@ -49,7 +49,7 @@ __all__ = [
 GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client", "uvloop", "httptools")
 GATEWAY_PORT = 8000
 #: the package files copied into the image (context.py stays on the host)
-PACKAGE_FILES = ("__init__.py", "spec.py", "app.py", "__main__.py")
+PACKAGE_FILES = ("__init__.py", "spec.py", "rawbody.py", "app.py", "__main__.py")
 RUNTIME_UID = 10001
 
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -28,15 +28,17 @@ import json
 import logging
 import math
 import os
-import re
 import uuid
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import bentoml
 import numpy as np
 import pandas as pd
+
+# rawbody.py sits next to this file in the bento (home-mlops copies it there; the image has no
+# home_mlops package): the same raw-body checks as the gateway's, one implementation.
+from rawbody import BodyRefused, check_content_type, decode_json  # noqa: E402
 
 log = logging.getLogger("home_mlops.service")
 
@@ -55,12 +57,12 @@ MAX_DEPTH = int(os.environ.get("HOME_MLOPS_MAX_DEPTH") or 32)
 FAILURE_KEY = "__home_mlops_model_failure__"
 
 
-class Refused(Exception):
+class Refused(BodyRefused):
     """A request refused before it reaches BentoML: HTTP status, message, where."""
 
     def __init__(self, status: int, message: str, row: int | None = None, field: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.row, self.field = status, message, row, field
+        super().__init__(status, message)
+        self.row, self.field = row, field
 
     def body(self) -> dict[str, Any]:
         where = {k: v for k, v in (("row", self.row), ("field", self.field)) if v is not None}
@@ -70,61 +72,6 @@ class Refused(Exception):
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------- the raw body
-# A twin of the gateway's checks (gateway/app.py): the bento build folder carries this file
-# alone, not the home_mlops package. Change both together.
-
-_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
-_QUOTED = re.compile(rb'"[^"]*"')
-
-
-def check_content_type(header: str) -> None:
-    media, _, params = header.partition(";")
-    media = media.strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        got = f"Content-Type {_short(media)}" if media else "no Content-Type"
-        raise Refused(415, f"unsupported media type: {got}; send JSON with 'Content-Type: application/json'")
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise Refused(415, f"unsupported charset {_short(value.strip())}: send the JSON in UTF-8")
-
-
-@lru_cache(maxsize=4)
-def _nesting_at_most(limit: int) -> re.Pattern[bytes]:
-    level = rb"[\[{][\]}]"  # possessive repeats: no backtracking, stops at the first level too deep
-    for _ in range(limit - 1):
-        level = rb"[\[{](?:" + level + rb")*+[\]}]"
-    return re.compile(rb"(?:" + level + rb")*+")
-
-
-def nests_deeper_than(raw: bytes, limit: int) -> bool:
-    """Whether the JSON's brackets outside strings nest deeper than ``limit`` (or do not pair up)."""
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    if b"\\" in raw:
-        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    # a string without brackets leaves '""': dropping adjacent quotes first keeps the rest paired
-    # (at worst two strings merge into one), and the regex below runs only when a bracket is quoted
-    marks = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
-    if b'"' in marks:
-        marks = _QUOTED.sub(b"", marks)
-    return _nesting_at_most(limit).fullmatch(marks) is None
-
-
-def decode(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Refused(400, f"the body is not valid UTF-8 (byte {exc.start}); send UTF-8 encoded JSON") from None
-    if nests_deeper_than(raw, MAX_DEPTH):
-        raise Refused(400, f"JSON nested more than {MAX_DEPTH} levels deep (or its brackets do not pair up)")
-    try:
-        return json.loads(text)
-    except ValueError as exc:  # also a number with more than 4300 digits
-        raise Refused(400, f"malformed JSON: {str(exc)[:120]}") from None
 
 
 # --------------------------------------------------------------------------- the records
@@ -257,9 +204,13 @@ class PayloadGuard:
         headers = dict(scope["headers"])
         try:
             check_content_type(headers.get(b"content-type", b"").decode("latin-1"))
-            inputs = validate(decode(await _read_body(receive, headers)), self.columns, self.column_based)
+            payload = decode_json(await _read_body(receive, headers), MAX_DEPTH)
+            inputs = validate(payload, self.columns, self.column_based)
         except Refused as exc:
             await _respond(send, exc.status, exc.body())
+            return
+        except BodyRefused as exc:
+            await _respond(send, exc.status, {"error": exc.message})
             return
         body = json.dumps({"inputs": inputs}, allow_nan=False).encode()
         replaced = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
