@@ -15,7 +15,7 @@ import typer
 
 from . import console, output
 from .errors import ExitCode, HomeMlopsError
-from .params import JobParams, validate_model_name
+from .params import JobParams
 from .results import error_log_tail, failure_text, summary_text, write_json
 
 app = typer.Typer(
@@ -134,16 +134,13 @@ def resolve(
     """Find a run's model (tracking server or NAS) and fetch it into the local cache."""
 
     def body() -> dict[str, Any]:
-        params = job_params(None, experiment_id, run_id, nas, None, need_app=False)
-        if model_name:
-            validate_model_name(model_name)
-        from .resolve import resolve as do_resolve
+        from .commands_build import registered_params, resolve_run, with_registered
 
-        resolved = do_resolve(
-            params.experiment_id, params.run_id, nas=params.nas, tracking_uri=tracking_uri, model_name=model_name
-        )
+        params = job_params(None, experiment_id, run_id, nas, None, need_app=False)
+        params, registered = registered_params(params, tracking_uri)
+        resolved = resolve_run(params, tracking_uri, model_name, registered)
         console.ok(f"{resolved.model_uri} -> {resolved.local_path}")
-        return resolved.model_dump()
+        return with_registered(resolved.model_dump(), registered)
 
     run_command("resolve", json_path, body)
 

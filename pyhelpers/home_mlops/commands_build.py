@@ -46,6 +46,7 @@ def _deploy_images(params, bento_image: str | None, gateway_image: str | None, s
     return deploy(release, settings).to_dict()
 
 
+ROLES = {"bento_build": "bento", "fastapi_build": "gateway"}
 STATUS_COLUMNS = ("app", "url", "port", "run", "model id", "health", "ready", "deployed at")
 
 
@@ -67,12 +68,56 @@ def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _resolve(params, tracking_uri, model_name):
+def registered_params(params, tracking_uri):
+    """A models:/ RUN_ID swapped for its version's run (exit 2 on a bad URI or a wrong experiment)."""
+    from .resolve import registered_version
+
+    return registered_version(params, tracking_uri)
+
+
+def resolve_run(params, tracking_uri, model_name, registered=None):
     from .resolve import resolve
 
     if model_name:
         validate_model_name(model_name)
+    elif registered is not None and registered.model_id:
+        model_name = registered.model_id  # the version's own logged model, not the run's newest
+    if registered is not None:
+        tracking_uri = registered.tracking_uri
     return resolve(params.experiment_id, params.run_id, nas=params.nas, tracking_uri=tracking_uri, model_name=model_name)
+
+
+def with_registered(result: dict[str, Any], registered) -> dict[str, Any]:
+    """The result names the models:/ URI and its version next to the run id when one was given."""
+    if registered is not None:
+        result["registered_model"] = registered.model_dump(exclude={"tracking_uri"})
+    return result
+
+
+def _write_back_push(resolved, registered, tracking_uri, role: str, result: dict[str, Any]) -> None:
+    from . import provenance
+
+    if result.get("pushed"):
+        provenance.after_push(provenance.Target.of(resolved, registered, tracking_uri), role, result["image"], result["digest"])
+
+
+PromoteAliasOpt = typer.Option(
+    None, "--promote-alias", envvar="HOME_MLOPS_PROMOTE_ALIAS",
+    help="After a successful deploy of a models:/ RUN_ID, point this registry alias at the deployed version "
+         "(moved back on rollback).")
+
+
+def _promote_alias(value: str | None, registered) -> str:
+    from .params import validate_alias
+
+    if not value:
+        return ""
+    alias = validate_alias(value.strip(" "))
+    if registered is None:
+        raise BadInput("--promote-alias needs a registered model version",
+                       "RUN_ID as models:/<name>@<alias> or models:/<name>/<version>",
+                       "give the version by its registry name, or drop --promote-alias")
+    return alias
 
 
 def register(app: typer.Typer) -> None:
@@ -90,9 +135,12 @@ def register(app: typer.Typer) -> None:
                 params = job_params(app_name, experiment_id, run_id, nas, registry)
                 if do_push:  # refused before any build work (--no-push contacts no registry)
                     require_trusted_registry(params.registry)
-                resolved = _resolve(params, tracking_uri, model_name)
+                params, registered = registered_params(params, tracking_uri)
+                resolved = resolve_run(params, tracking_uri, model_name, registered)
                 stage = getattr(stages, stage_name)
-                return stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
+                result = stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
+                _write_back_push(resolved, registered, tracking_uri, ROLES[stage_name], result)
+                return with_registered(result, registered)
 
             run_command(name, json_path, body)
 
@@ -114,25 +162,41 @@ def register(app: typer.Typer) -> None:
             None, "--bento-image", help="Deploy this model-server image instead of the run's (with --gateway-image)."),
         gateway_image: Optional[str] = typer.Option(
             None, "--gateway-image", help="Deploy this gateway image instead of the run's (with --bento-image)."),
-        model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
+        model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
+        json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Run the app's bento + gateway pair; a new run replaces the old one only once it answers."""
 
         def body() -> dict[str, Any]:
+            from . import provenance
             from .params import validate_app
 
             if rollback:
                 from .deploy import rollback as do_rollback
 
-                return do_rollback(validate_app(app_name or "")).to_dict()
+                app = validate_app(app_name or "")
+                result = do_rollback(app).to_dict()
+                provenance.after_rollback(app, result)
+                return result
             params = job_params(app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            params, registered = registered_params(params, tracking_uri)
+            alias = _promote_alias(promote_alias, registered)
             if bento_image or gateway_image:  # given images: each is checked if it has to be pulled
-                return _deploy_images(params, bento_image, gateway_image, settings)
+                result = _deploy_images(params, bento_image, gateway_image, settings)
+                # Written back only where the run is known to live: the registry that named it.
+                where = (provenance.Target(registered.tracking_uri, params.run_id, registered.model_id or "",
+                                           registered.name, registered.version) if registered else None)
+                if where is not None:
+                    provenance.after_deploy(params.app, where, result, alias)
+                return with_registered(result, registered)
             require_trusted_registry(params.registry)
             from .stages import deploy_stage
 
-            return deploy_stage(params, _resolve(params, tracking_uri, model_name), settings=settings)
+            resolved = resolve_run(params, tracking_uri, model_name, registered)
+            result = deploy_stage(params, resolved, settings=settings)
+            provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
+            return with_registered(result, registered)
 
         run_command("deploy", json_path, body)
 
@@ -141,11 +205,14 @@ def register(app: typer.Typer) -> None:
         """Stop and remove the app's containers (gateway first, draining in-flight requests)."""
 
         def body() -> dict[str, Any]:
+            from . import provenance
             from .deploy import undeploy as do_undeploy
             from .params import validate_app
 
             app = validate_app(app_name or "")
             removed = do_undeploy(app)
+            if removed:
+                provenance.after_undeploy(app)
             message = f"removed {len(removed)} containers of {app}" if removed else f"nothing of {app} was deployed"
             console.ok(message)
             return {"app": app, "removed": removed, "message": message}
@@ -178,7 +245,8 @@ def register(app: typer.Typer) -> None:
         port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
         memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
         target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
-        model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
+        model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
+        json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Resolve, bento-build, fastapi-build and deploy: the whole job in one command."""
 
@@ -187,9 +255,13 @@ def register(app: typer.Typer) -> None:
 
             from .stages import bento_build as bento_stage, deploy_stage, fastapi_build as gateway_stage
 
+            from . import provenance
+
             params = job_params(app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
             require_trusted_registry(params.registry)  # the deploy stage pulls from it: refused before building
+            params, registered = registered_params(params, tracking_uri)
+            alias = _promote_alias(promote_alias, registered)
             timings: dict[str, float] = {}
 
             def timed(name: str, number: int, fn):
@@ -200,11 +272,15 @@ def register(app: typer.Typer) -> None:
                 timings[name] = round(time.monotonic() - started, 2)
                 return out
 
-            resolved = timed("resolve", 1, lambda: _resolve(params, tracking_uri, model_name))
+            resolved = timed("resolve", 1, lambda: resolve_run(params, tracking_uri, model_name, registered))
             bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
+            _write_back_push(resolved, registered, tracking_uri, "bento", bento)
             gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
+            _write_back_push(resolved, registered, tracking_uri, "gateway", gateway)
             deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, settings=settings))
+            provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), deployed, alias)
             console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")
+            bento, gateway, deployed = (with_registered(r, registered) for r in (bento, gateway, deployed))
             return {
                 "app": params.app, "url": deployed["url"], "local_url": deployed["local_url"], "timings": timings,
                 "resolve": resolved.model_dump(exclude={"input_example"}), "bento": bento, "gateway": gateway, "deploy": deployed,

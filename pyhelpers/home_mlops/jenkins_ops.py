@@ -317,7 +317,7 @@ def build(
         parameters = {
             "APP_NAME": validate_app(app.strip()),
             "EXPERIMENT_ID": validate_experiment_id(experiment_id.strip()),
-            "RUN_ID": validate_run_id(run_id.strip()),
+            "RUN_ID": validate_run_id(run_id.strip(), allow_models_uri=True),
             "NAS": validate_nas(nas.strip()),
             "AR_NAME": validate_registry(registry.strip() or DEFAULT_REGISTRY),
         }

@@ -18,6 +18,13 @@ _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# A registered model version named by alias or number (MLflow's alias grammar, narrowed: no 'vN', no 'latest').
+_MODELS_URI = re.compile(
+    r"models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,127})"
+    r"(?:@(?P<alias>[A-Za-z_][A-Za-z0-9_-]{0,62})|/(?P<version>[1-9][0-9]{0,9}))"
+)
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,62}")
+_RESERVED_ALIAS = re.compile(r"[vV][0-9]+|latest")
 # Docker reference grammar (distribution/reference), prefix without a tag.
 _DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]{{1,5}})?"
@@ -57,14 +64,61 @@ def validate_experiment_id(value: str) -> str:
     return value
 
 
-def validate_run_id(value: str) -> str:
-    if not value or not _RUN_ID.fullmatch(value):
+def validate_run_id(value: str, *, allow_models_uri: bool = False) -> str:
+    if value and _RUN_ID.fullmatch(value):
+        return value
+    if allow_models_uri and value.startswith("models:/"):
+        ModelRef.parse(value)
+        return value
+    raise BadInput(
+        f"RUN_ID {_printable(value)} is not an MLflow run id",
+        "32 lowercase hexadecimal characters, e.g. 3f2a9c0d4b5e6f708192a3b4c5d6e7f8"
+        + (", or a registered model version: models:/<name>@<alias> or models:/<name>/<version>"
+           if allow_models_uri else ""),
+        "copy the run id from the MLflow UI or from the training script's output",
+    )
+
+
+def validate_alias(value: str) -> str:
+    """A registry alias home-mlops may move (--promote-alias)."""
+    if not _ALIAS.fullmatch(value) or _RESERVED_ALIAS.fullmatch(value):
         raise BadInput(
-            f"RUN_ID {_printable(value)} is not an MLflow run id",
-            "32 lowercase hexadecimal characters, e.g. 3f2a9c0d4b5e6f708192a3b4c5d6e7f8",
-            "copy the run id from the MLflow UI or from the training script's output",
+            f"alias {_printable(value)} is not a model registry alias",
+            "letters, digits, '_', '-' starting with a letter or '_', at most 63 (not 'latest' or 'v<number>')",
+            "e.g. production or champion",
         )
     return value
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version given in place of a run id: by alias or by version number."""
+
+    name: str
+    alias: str = ""
+    version: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{self.alias}" if self.alias else f"models:/{self.name}/{self.version}"
+
+    @classmethod
+    def parse(cls, value: str) -> "ModelRef":
+        match = _MODELS_URI.fullmatch(value)
+        if not match or (match["alias"] and _RESERVED_ALIAS.fullmatch(match["alias"])):
+            raise BadInput(
+                f"RUN_ID {_printable(value)} is not a registered model version",
+                "models:/<name>@<alias> or models:/<name>/<version>: a name of letters, digits, '_', '.', '-' "
+                "(at most 128), an alias of letters, digits, '_', '-' starting with a letter or '_' "
+                "(not 'latest' or 'v<number>'), a version of digits",
+                "copy the name and alias from the MLflow UI's model registry page",
+            )
+        return cls(match["name"], match["alias"] or "", match["version"] or "")
+
+    @classmethod
+    def of(cls, value: str) -> "ModelRef | None":
+        """The reference when ``value`` is a models:/ URI, None for a run id."""
+        return cls.parse(value) if value.startswith("models:/") else None
 
 
 def validate_model_name(value: str) -> str:
@@ -128,7 +182,7 @@ class JobParams:
     """The five parameters every Jenkins job passes (APP_NAME is optional for resolve)."""
 
     experiment_id: str
-    run_id: str
+    run_id: str  # a run id, or a models:/ URI until resolve.registered_version swaps in the version's run
     app: str = ""
     nas: str = ""
     registry: str = DEFAULT_REGISTRY
@@ -152,7 +206,7 @@ class JobParams:
             validate_app(app)
         return cls(
             experiment_id=validate_experiment_id(experiment_id),
-            run_id=validate_run_id(run_id),
+            run_id=validate_run_id(run_id, allow_models_uri=True),
             app=app,
             nas=validate_nas((nas or "").strip(" ")),
             registry=validate_registry((registry or DEFAULT_REGISTRY).strip(" ")),

@@ -6,6 +6,8 @@ atomic cache and returns a ResolvedModel: everything later stages need.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,12 @@ from pydantic import BaseModel
 
 from . import console, settings
 from .cache import ModelCache, source_key
-from .errors import NotFound
+from .errors import BadInput, NotFound
+from .mlflow_errors import translate_errors
+from .params import JobParams, ModelRef
 from .locate import ModelLocation, NasFinder, TrackingFinder
 from .mlmodel import (
-    check_model_paths, checked_id, flavors, input_example, parse_signature, python_version, read_mlmodel,
+    MODEL_ID, check_model_paths, checked_id, flavors, input_example, parse_signature, python_version, read_mlmodel,
     requirement_lines,
 )
 from .requirements import clean_requirements
@@ -40,6 +44,84 @@ class ResolvedModel(BaseModel):
     content_digest: str
     local_path: str
     cache_hit: bool
+
+
+class RegisteredVersion(BaseModel):
+    """The registered model version a models:/ RUN_ID named, as the registry answered."""
+
+    uri: str  # as given: models:/<name>@<alias> or models:/<name>/<version>
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    model_id: str | None
+    tracking_uri: str
+
+
+_LOGGED_MODEL_SOURCE = re.compile(rf"models:/({MODEL_ID.pattern})")
+
+
+def _version_model_id(found) -> str | None:
+    """The version's logged model: its model_id, or (the REST API does not always return that field)
+    the logged model its source names."""
+    if getattr(found, "model_id", None):
+        return checked_id({"model_id": found.model_id}, "model_id")
+    match = _LOGGED_MODEL_SOURCE.fullmatch(found.source or "")
+    return match[1] if match else None
+
+
+def _lookup(client, ref: ModelRef, uri: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.alias:
+            return client.get_model_version_by_alias(ref.name, ref.alias)
+        return client.get_model_version(ref.name, ref.version)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise NotFound(
+            f"{ref.uri} is not in the model registry of {uri} ({exc.message[:200]})",
+            "a registered model with that " + ("alias" if ref.alias else "version"),
+            "check the name and the alias or version on the MLflow UI's Models page",
+        ) from None
+
+
+def registered_version(params: JobParams, tracking_uri: str | None) -> tuple[JobParams, RegisteredVersion | None]:
+    """A models:/ RUN_ID looked up in the tracking server's model registry: the params with the
+    version's run id in its place, and the version. A run id passes through unchanged."""
+    ref = ModelRef.of(params.run_id)
+    if ref is None:
+        return params, None
+    if params.nas:
+        raise BadInput(
+            f"RUN_ID {ref.uri} names a registered model, which only a tracking server's model registry knows",
+            "with NAS set (files only, no tracking server) a 32-character run id",
+            "leave NAS empty and set MLFLOW_TRACKING_URI (or --tracking-uri), or give the version's run id",
+        )
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    with translate_errors(f"model registry of {uri} ({ref.uri})"):
+        found = _lookup(client, ref, uri)
+        if not found.run_id:
+            raise NotFound(f"{ref.uri} (version {found.version}) was registered without a run",
+                           "a version registered from a run's model", "register the model from its run")
+        run_id = JobParams.parse(experiment_id=params.experiment_id, run_id=found.run_id, need_app=False).run_id
+        owner = client.get_run(run_id).info.experiment_id
+    if owner != params.experiment_id:
+        raise BadInput(
+            f"{ref.uri} is version {found.version}, run {run_id} of experiment {owner}, "
+            f"not of experiment {params.experiment_id}",
+            f"EXPERIMENT_ID {owner} for this model version",
+            "check the experiment and the alias in the MLflow UI",
+        )
+    version = RegisteredVersion(uri=ref.uri, name=ref.name, version=str(found.version), alias=ref.alias,
+                                run_id=run_id, model_id=_version_model_id(found), tracking_uri=uri)
+    console.ok(f"{ref.uri} is version {version.version}: run {run_id}" +
+               (f", logged model {version.model_id}" if version.model_id else ""))
+    return dataclasses.replace(params, run_id=run_id), version
 
 
 def choose(models: list[ModelLocation], model_name: str | None, run_id: str) -> ModelLocation:

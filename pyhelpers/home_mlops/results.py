@@ -51,8 +51,26 @@ def _at(image: dict[str, Any]) -> str:
     return _text(image.get("image")) + (f" @ {digest}" if digest else "")
 
 
+def registered_text(result: dict[str, Any]) -> str:
+    """'models:/<name>@<alias> = version <v>, run <id>' when the run was named through the model registry."""
+    registered = result.get("registered_model")
+    if not isinstance(registered, dict) or not _text(registered.get("uri")):
+        return ""
+    return (f"{_text(registered.get('uri'))} = version {_text(registered.get('version'))}, "
+            f"run {_text(registered.get('run_id'))}")
+
+
 def summary_text(command: str, result: dict[str, Any]) -> str:
-    """Summary.line(kind, result) for the step commands, Summary.success(...) for pipeline."""
+    """Summary.line(kind, result) for the step commands, Summary.success(...) for pipeline; a models:/
+    RUN_ID adds its URI, version and run ([...] on a step's line, a 'model:' line in the pipeline's)."""
+    text = _summary_text(command, result)
+    registered = registered_text(result)
+    if registered and command != "pipeline":
+        return f"{text} [{registered}]"
+    return text
+
+
+def _summary_text(command: str, result: dict[str, Any]) -> str:
     kind = KINDS.get(command)
     if kind == "deploy":
         url, run = _text(result.get("url")), _text(result.get("run_id"))
@@ -71,6 +89,8 @@ def summary_text(command: str, result: dict[str, Any]) -> str:
                  f"  url:           {_text(deployed.get('url'))}/predict"]
         if _text(deployed.get("local_url")):
             lines.append(f"  on this host:  {_text(deployed.get('local_url'))}/predict")
+        if registered_text(deployed):
+            lines.append(f"  model:         {registered_text(deployed)}")
         if _text(deployed.get("previous_run_id")):
             lines.append(f"  replaced run:  {_text(deployed.get('previous_run_id'))}")
         return "\n".join(lines)
