@@ -46,6 +46,7 @@ REFS = ["127.0.0.1:5000/home-mlops", "127.0.0.1:5999/x", "localhost/x", "localho
         "evil.example/127.0.0.1:5000/x", "127.0.0.1:5000", "", "MyHost/x", "Index.Docker.io/team/x",
         "index.docker.io/team/x", "GHCR.io/org/x"]
 TRACKING = "http://127.0.0.1:8001"
+MODELS_URI = "models:/house-prices@champion"
 FAKE_CLI = """#!/usr/bin/env bash
 # A stand-in for home-mlops: records its argv and environment, then behaves per FAKE_MODE.
 cmd="$1"
@@ -187,6 +188,13 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
                                  "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18600")}
     s["real-cli-undeploy"] = {"target": "code", "mode": "real", "env": cli_env,
                               "code": "return undeployApp(app: 'hmt-f-none')"}
+    # a registered model version as RUN_ID (issue 15): through the Jenkinsfile, and accepted by the real CLI
+    s["pipeline-models-uri"] = {"target": "jenkinsfile", "env": env, "params": dict(PARAMS, RUN_ID=MODELS_URI),
+                                "sh": {"rules": ok_rules()}}
+    s["real-cli-models-uri"] = {"target": "code", "mode": "real", "code": f"return bentoBuild(runId: '{MODELS_URI}')",
+                                "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18701")}
+    s["real-cli-models-uri-hostile"] = {"target": "code", "mode": "real", "code": "return bentoBuild(runId: 'models:/x@v1')",
+                                        "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18701")}
     for name, scenario in s.items():
         scenario["name"] = name
     return s
@@ -620,3 +628,16 @@ def test_real_cli_summary_is_the_build_description(rec):
     summary = r["returned"]["summary"]
     assert summary == r["description"] == "undeploy: nothing was deployed for hmt-f-none"
     assert _cli_lines(r)[-1] == ("undeploy", f"summary: {summary} ({r['returned']['seconds']:.1f} s)")
+
+
+def test_models_uri_run_id_through_the_jenkinsfile(rec):
+    r = rec["pipeline-models-uri"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    shs = calls(r, "sh")
+    assert len(shs) == 3 and all(sh["env"]["RUN_ID"] == MODELS_URI for sh in shs)
+    # the real CLI takes the URI past validation: it asks the (absent) tracking server's registry, exit 7
+    result = json.loads((Path(rec["real-cli-models-uri"]["workspace"]) / "home-mlops-bento.json").read_text())
+    assert result["exit_code"] == 7 and "models:/house-prices@champion" in result["error"], result
+    # a reserved alias is refused before any connection, exit 2
+    result = json.loads((Path(rec["real-cli-models-uri-hostile"]["workspace"]) / "home-mlops-bento.json").read_text())
+    assert result["exit_code"] == 2 and "18701" not in json.dumps(result), result
