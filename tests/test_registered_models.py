@@ -18,7 +18,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import deploy_fixtures as fx  # noqa: E402
 from conftest import CLI, cli_env, run_cli  # noqa: E402
 from test_resolve_nas import build_store, flat  # noqa: E402
-from test_resolve_tracking import server  # noqa: E402,F401 - the module's real mlflow server
+import test_resolve_tracking  # noqa: E402
+
+server = test_resolve_tracking.server  # a real `mlflow server` (sqlite store) for this module
 
 G_PORTS = range(18700, 18800)
 MODEL = "hmt-g-iris"
@@ -48,6 +50,10 @@ def cli(args: list[str], env: dict, out: Path, timeout: int = 900):
     return proc, data
 
 
+def resolve_ref(env: dict, experiment: str, ref: str, out: Path, *extra: str):
+    return cli(["resolve", "--experiment-id", experiment, "--run-id", ref, *extra], env, out)
+
+
 def tags(client, store, model_id: str, version: str) -> tuple[dict, dict, dict]:
     """home-mlops.* tags of the run, the logged model and the registered version."""
     def ours(found: dict) -> dict:
@@ -62,8 +68,7 @@ def tags(client, store, model_id: str, version: str) -> tuple[dict, dict, dict]:
 def test_resolve_by_alias_and_version(registry_store, state, tmp_path):
     url, store, _ = registry_store
     env = cli_env(state, MLFLOW_TRACKING_URI=url)
-    proc, data = cli(["resolve", "--experiment-id", store.exp_a, "--run-id", f"models:/{MODEL}@champion"],
-                     env, tmp_path / "a.json")
+    proc, data = resolve_ref(env, store.exp_a, f"models:/{MODEL}@champion", tmp_path / "a.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The version's own logged model, not the run's newest ("second").
     assert data["run_id"] == store.run_two and data["model_id"] == store.model_first
@@ -71,8 +76,7 @@ def test_resolve_by_alias_and_version(registry_store, state, tmp_path):
                                         "alias": "champion", "run_id": store.run_two, "model_id": store.model_first}
     assert f"[models:/{MODEL}@champion = version 2, run {store.run_two}]" in flat(proc.stderr)
 
-    proc, data = cli(["resolve", "--experiment-id", store.exp_a, "--run-id", f"models:/{MODEL}/1"], env,
-                     tmp_path / "v.json")
+    proc, data = resolve_ref(env, store.exp_a, f"models:/{MODEL}/1", tmp_path / "v.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert data["run_id"] == store.run3 and data["registered_model"]["version"] == "1"
 
@@ -81,20 +85,18 @@ def test_resolve_by_alias_and_version(registry_store, state, tmp_path):
 def test_wrong_experiment_unknown_alias_and_nas_refused(registry_store, state, tmp_path):
     url, store, _ = registry_store
     env = cli_env(state, MLFLOW_TRACKING_URI=url)
-    proc, data = cli(["resolve", "--experiment-id", store.exp_b, "--run-id", f"models:/{MODEL}@champion"],
-                     env, tmp_path / "w.json")
+    proc, data = resolve_ref(env, store.exp_b, f"models:/{MODEL}@champion", tmp_path / "w.json")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    message = flat(data["message"] if "message" in data else json.dumps(data))
+    message = flat(data["error"])
     assert f"experiment {store.exp_a}" in message and f"experiment {store.exp_b}" in message
     assert "Traceback" not in proc.stderr
 
-    proc, data = cli(["resolve", "--experiment-id", store.exp_a, "--run-id", f"models:/{MODEL}@nobody"],
-                     env, tmp_path / "n.json")
+    proc, data = resolve_ref(env, store.exp_a, f"models:/{MODEL}@nobody", tmp_path / "n.json")
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
 
-    proc, data = cli(["resolve", "--experiment-id", store.exp_a, "--run-id", f"models:/{MODEL}@champion",
-                      "--nas", str(tmp_path)], env, tmp_path / "nas.json")
+    proc, data = resolve_ref(env, store.exp_a, f"models:/{MODEL}@champion", tmp_path / "nas.json",
+                             "--nas", str(tmp_path))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "tracking server" in flat(proc.stderr)
 

@@ -101,9 +101,10 @@ def _record_file(app: str) -> Path:
 
 def _read(app: str) -> list[dict]:
     try:
-        return json.loads(_record_file(app).read_text())
+        data = json.loads(_record_file(app).read_text())
     except (OSError, ValueError):
         return []
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
 
 
 def _save(app: str, entries: list[dict]) -> None:
@@ -112,9 +113,11 @@ def _save(app: str, entries: list[dict]) -> None:
 
 def after_deploy(app: str, target: "Target | None", result: dict, alias: str = "") -> None:
     """Tag the deployed run; remember the target (and the alias move) for undeploy/rollback."""
-    if not write(target, {"deploy.app": app, "deploy.url": result.get("url", ""), "deploy.target": "docker",
-                          "deploy.time": state.now_iso(), "deploy.status": "deployed"}):
+    if target is None:
+        _nas_only()
         return
+    write(target, {"deploy.app": app, "deploy.url": result.get("url", ""), "deploy.target": "docker",
+                   "deploy.time": state.now_iso(), "deploy.status": "deployed"})
     previous_version = ""
     if alias and target.model_name:
         try:
@@ -135,6 +138,7 @@ def after_undeploy(app: str) -> None:
     entries = _read(app)
     if entries:
         write(_target(entries[-1]), {"deploy.status": "undeployed", "deploy.time": state.now_iso()})
+        _save(app, [])  # like the deploy history: a rollback never reaches back past an undeploy
 
 
 def after_rollback(app: str, result: dict) -> None:
