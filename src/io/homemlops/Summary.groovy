@@ -15,9 +15,18 @@ class Summary implements Serializable {
         return value.toString()
     }
 
-    /** One description line for a step's result, e.g. "bento: <image> (sha256:...)". */
+    /**
+     * One description line for a step's result, e.g. "bento: <image> (sha256:...)".
+     * The CLI writes the same text as result.summary (home_mlops/results.py); when it is
+     * there it is used as is, so Jenkins and the CLI never disagree. The rest is the
+     * fallback for a result without it (an older CLI).
+     */
     @NonCPS
     static String line(String kind, Map result) {
+        String given = text(result?.summary)
+        if (given && !given.contains('\n')) {
+            return given
+        }
         if (kind == 'deploy') {
             String url = text(result?.url)
             String run = text(result?.run_id)
@@ -50,10 +59,25 @@ class Summary implements Serializable {
         if (text(deployment?.local_url)) {
             lines.add('  on this host:  ' + text(deployment?.local_url) + '/predict')
         }
+        String model = registered(deployment)
+        if (model) {
+            lines.add('  model:         ' + model)
+        }
         if (text(deployment?.previous_run_id)) {
             lines.add('  replaced run:  ' + text(deployment?.previous_run_id))
         }
         return lines.join('\n')
+    }
+
+    /** "models:/<name>@<alias> = version <v>, run <id>" when RUN_ID named a registered model version. */
+    @NonCPS
+    static String registered(Map result) {
+        Object model = result?.registered_model
+        if (!(model instanceof Map) || !text(((Map) model).uri)) {
+            return ''
+        }
+        Map m = (Map) model
+        return "${text(m.uri)} = version ${text(m.version)}, run ${text(m.run_id)}".toString()
     }
 
     @NonCPS
