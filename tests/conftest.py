@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,3 +140,22 @@ def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def wait_container_ready(url: str, container, seconds: float = 180) -> None:
+    """Poll ``url`` (on 127.0.0.1) until 200; AssertionError with the container's last log if it
+    exits or the time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        container.reload()
+        if container.status == "exited":
+            break
+        time.sleep(1)
+    raise AssertionError(f"{container.name} never got ready:\n{container.logs().decode()[-3000:]}")

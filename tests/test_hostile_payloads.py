@@ -22,14 +22,13 @@ import re
 import shutil
 import socket
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from conftest import ROOT, docker_reason, run_cli
+from conftest import ROOT, docker_reason, run_cli, wait_container_ready
 
 COLS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 GOOD = dict(zip(COLS, [5.1, 3.5, 1.4, 0.2]))
@@ -293,21 +292,6 @@ def _free_port_in_range(low: int, high: int, taken: set[int]) -> int:
     raise RuntimeError(f"no free port in {low}-{high}")
 
 
-def _wait_ready(url: str, container, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        container.reload()
-        if container.status == "exited":
-            break
-        time.sleep(1)
-    raise AssertionError(f"{container.name} never got ready:\n{container.logs().decode()[-3000:]}")
-
-
 def memory_peak(container) -> int:
     """The container's memory high-water mark, in bytes (cgroup v1: docker stats; v2: memory.peak)."""
     stats = container.stats(stream=False)["memory_stats"]
@@ -362,8 +346,8 @@ def pair(trained_run, local_platform, tmp_path_factory):
         )
         containers.append(gateway)
         bento_url, gateway_url = f"http://127.0.0.1:{bento_port}", f"http://127.0.0.1:{gateway_port}"
-        _wait_ready(bento_url + "/readyz", bento)
-        _wait_ready(gateway_url + "/readyz", gateway)
+        wait_container_ready(bento_url + "/readyz", bento)
+        wait_container_ready(gateway_url + "/readyz", gateway)
         yield {"bento": (bento, bento_url), "gateway": (gateway, gateway_url), "deploy_id": f"hmt-e-{suffix}"}
     finally:
         for container in containers:

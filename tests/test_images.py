@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from conftest import docker_reason, run_cli
+from conftest import docker_reason, run_cli, wait_container_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 if docker_reason():
@@ -64,20 +63,12 @@ def serve_bento(image: str):
         environment={"BENTOML_PORT": str(port), "BENTOML_HOST": "127.0.0.1"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return container, url
-        except httpx.HTTPError:
-            pass
-        container.reload()
-        if container.status == "exited":
-            break
-        time.sleep(1)
-    logs = container.logs().decode()[-3000:]
-    container.remove(force=True)
-    raise AssertionError(f"bento never got ready:\n{logs}")
+    try:
+        wait_container_ready(f"{url}/readyz", container, seconds=120)
+    except AssertionError:
+        container.remove(force=True)
+        raise
+    return container, url
 
 
 def registry_env(run, platform, **extra) -> dict:
