@@ -159,7 +159,6 @@ def free_port() -> int:
     return _free_port()
 
 
-GATEWAY_FILES = ("__init__.py", "spec.py", "app.py", "__main__.py")
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 
@@ -192,6 +191,7 @@ def _stand_in_model_server():
 def checks_ab(rev: str, requests: int, warmup: int) -> dict:
     """p50 of the gateway at ``rev`` and in the working tree, for a 1-row and a 10 000-row body."""
     sys.path.insert(0, str(ROOT / "pyhelpers"))
+    from home_mlops.gateway.context import PACKAGE_FILES
     from home_mlops.gateway.spec import Column, GatewaySpec
 
     upstream = _stand_in_model_server()
@@ -205,12 +205,13 @@ def checks_ab(rev: str, requests: int, warmup: int) -> dict:
             for variant in (rev, "working tree"):
                 pkg = tmp / ("old" if variant == rev else "new") / "gateway"
                 pkg.mkdir(parents=True)
-                for name in GATEWAY_FILES:
+                for name in PACKAGE_FILES:  # what the gateway image carries (a file new since REV is skipped there)
                     src = ROOT / "pyhelpers" / "home_mlops" / "gateway" / name
                     if variant == rev:
-                        text = subprocess.run(["git", "show", f"{rev}:pyhelpers/home_mlops/gateway/{name}"], cwd=ROOT,
-                                              capture_output=True, text=True, check=True).stdout
-                        (pkg / name).write_text(text)
+                        shown = subprocess.run(["git", "show", f"{rev}:pyhelpers/home_mlops/gateway/{name}"],
+                                               cwd=ROOT, capture_output=True, text=True)
+                        if shown.returncode == 0:
+                            (pkg / name).write_text(shown.stdout)
                     else:
                         shutil.copyfile(src, pkg / name)
                 port = free_port()
