@@ -9,7 +9,9 @@ Environment:
   HOME_MLOPS_GATEWAY_EXTRA      module name (e.g. ``extra``) next to the package with ``extend(app, spec)``
   HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT  seconds to drain in-flight requests on SIGTERM (default 30)
   HOME_MLOPS_GATEWAY_LOG_LEVEL  default info;  HOME_MLOPS_GATEWAY_ACCESS_LOG=1 turns the access log on
-  plus the upstream settings read by app.py (HOME_MLOPS_UPSTREAM_URL, ...).
+  HOME_MLOPS_MODEL_DIR          set (the standalone server image, mode fastapi): the model is loaded in this
+                                process (inprocess.py); unset: predictions come from the BentoML server
+  plus the settings read by settings.py (HOME_MLOPS_UPSTREAM_URL, HOME_MLOPS_MAX_IN_FLIGHT, ...).
 
 The listening socket is made here with SO_REUSEADDR and SO_REUSEPORT, so a new
 gateway can bind the port while the old one still listens; the old one stops
@@ -33,6 +35,7 @@ ENV_EXTRA = "HOME_MLOPS_GATEWAY_EXTRA"
 ENV_GRACEFUL = "HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT"
 ENV_LOG_LEVEL = "HOME_MLOPS_GATEWAY_LOG_LEVEL"
 ENV_ACCESS_LOG = "HOME_MLOPS_GATEWAY_ACCESS_LOG"
+ENV_MODEL_DIR = "HOME_MLOPS_MODEL_DIR"
 
 PACKAGE = __package__ or "gateway"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,7 +76,11 @@ def build_app():
         raise RuntimeError(f"gateway spec not found at {path}: set {ENV_SPEC} to the gateway-spec.json path")
     spec = GatewaySpec.load(path)
     app_module = importlib.import_module(f"{PACKAGE}.app")  # may be a per-app replacement app.py
-    app = app_module.create_app(spec)
+    if os.environ.get(ENV_MODEL_DIR, "").strip():  # the standalone server: the model in this process
+        inprocess = importlib.import_module(f"{PACKAGE}.inprocess")
+        app = app_module.create_app(spec, backend=inprocess.InProcessBackend.from_env(spec))
+    else:
+        app = app_module.create_app(spec)
     apply_extra(app, spec)
     return app
 

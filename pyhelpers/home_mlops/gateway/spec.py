@@ -55,6 +55,9 @@ class GatewaySpec(BaseModel):
     input_example: list[dict[str, Any]] | None = None
     #: the input example as MLflow saved it, when it is not records (tensors)
     raw_input_example: Any = None
+    #: the signature's params schema (``[{"name", "type", "default", "shape"}]``), None when it has none:
+    #: ``/invocations`` passes a request's ``params`` to the model only then, as MLflow's scoring server does
+    params: list[dict[str, Any]] | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -177,6 +180,7 @@ def spec_from_mlmodel(
         raise SpecError("the MLmodel's signature should be a mapping")
     inputs = _parse_schema(signature.get("inputs"), "inputs")
     outputs = _parse_schema(signature.get("outputs"), "outputs")
+    params = _parse_schema(signature.get("params"), "params")
     if inputs:
         kind = _schema_kind(inputs)
     else:
@@ -201,4 +205,5 @@ def spec_from_mlmodel(
         outputs=[Column.model_validate(c) for c in outputs] if outputs else None,
         input_example=records,
         raw_input_example=raw,
+        params=[p for p in params if isinstance(p.get("name"), str)] or None if params else None,
     )
