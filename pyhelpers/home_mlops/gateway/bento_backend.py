@@ -78,6 +78,9 @@ class BentoBackend:
         return None
 
     async def predict(self, inputs: Inputs, timing: Timing) -> list:
+        if inputs.params:
+            raise InputError(422, "this app's model server (BentoML) takes no params: send the request without "
+                                  "'params', or serve the app in fastapi mode (the model in process takes them)")
         with timing.stage("serialize"):
             body = self.body(inputs)
         start = time.perf_counter()

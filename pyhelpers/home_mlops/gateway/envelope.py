@@ -87,9 +87,9 @@ def row_count(payload: Any) -> int | None:
     if isinstance(value, list):
         return len(value)
     if isinstance(value, dict) and key:
-        lengths = {len(v) for v in value.values() if isinstance(v, list)}
-        if len(lengths) == 1 and all(isinstance(v, list) for v in value.values()):
-            return lengths.pop()  # a dict of columns
+        if value and all(isinstance(v, list) for v in value.values()):  # a dict of columns
+            lengths = {len(v) for v in value.values()}
+            return lengths.pop() if len(lengths) == 1 else None
         return 1
     return 1 if isinstance(value, dict) else None
 
