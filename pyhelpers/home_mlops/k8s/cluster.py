@@ -1,0 +1,156 @@
+"""The thin adapter between home-mlops and a Kubernetes API server (the `kubernetes` client).
+
+Everything apply.py needs from a cluster, as a few methods that take and return the client's
+own model objects. ``KubeCluster`` talks to a real API server (kubeconfig or in-cluster service
+account); tests give apply.py an object with the same methods that holds model objects.
+Errors come back as home-mlops errors: the API server unreachable is exit 7, refused is exit 6.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kubernetes.client import V1Deployment, V1Pod, V1ReplicaSet
+
+from home_mlops.errors import DeployFailed, HomeMlopsError, Unavailable
+from home_mlops.k8s.render import FIELD_MANAGER, PORT_NAME
+
+# What undeploy removes, front to back (an Ingress first, so nothing routes to a Service being removed).
+APP_KINDS = (("networking.k8s.io/v1", "Ingress"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
+             ("policy/v1", "PodDisruptionBudget"), ("v1", "Service"), ("apps/v1", "Deployment"))
+
+
+class Cluster(Protocol):
+    def apply(self, obj: dict[str, Any]) -> None: ...
+    def deployment(self, namespace: str, name: str) -> V1Deployment | None: ...
+    def deployments(self, namespace: str, selector: str) -> list[V1Deployment]: ...
+    def replica_sets(self, namespace: str, selector: str) -> list[V1ReplicaSet]: ...
+    def pods(self, namespace: str, selector: str) -> list[V1Pod]: ...
+    def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> None: ...
+    def proxy(self, namespace: str, service: str, path: str, payload: dict | None) -> tuple[int, str]: ...
+    def pod_log(self, namespace: str, pod: str, lines: int) -> list[str]: ...
+    def ingress_hosts(self, namespace: str, selector: str) -> list[str]: ...
+    def delete_app(self, namespace: str, selector: str) -> list[str]: ...
+
+
+def connect() -> "KubeCluster":
+    """The cluster of the kubeconfig (KUBECONFIG, else ~/.kube/config), else of the pod's service account."""
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        config.load_kube_config()
+    except (ConfigException, OSError, TypeError) as kube_error:
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            raise Unavailable(f"no Kubernetes cluster is configured ({str(kube_error)[:200]})",
+                              "a kubeconfig (KUBECONFIG or ~/.kube/config) or a pod's service account",
+                              "point KUBECONFIG at the cluster's kubeconfig (docs/kubernetes.md)") from None
+    return KubeCluster()
+
+
+class KubeCluster:
+    """Cluster over the `kubernetes` client (server-side apply through its dynamic client)."""
+
+    def __init__(self) -> None:
+        from kubernetes import client
+
+        self.api = client.ApiClient()
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self._dynamic = None
+
+    def _call(self, what: str, fn, *args, missing_ok: bool = False, **kwargs):
+        """One API call; its failure as a home-mlops error that says what was being done
+        (with ``missing_ok``, a 404 is None)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(*args, **kwargs)
+        except HomeMlopsError:
+            raise
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            hint = ("give the deploying account rights in the namespace (docs/kubernetes.md, RBAC)"
+                    if exc.status in (401, 403) else "see the API server's message above")
+            raise DeployFailed(f"Kubernetes API refused to {what}: {exc.status} {exc.reason}: "
+                               f"{(exc.body or '')[:400] if isinstance(exc.body, str) else ''}", hint=hint) from None
+        except (HTTPError, OSError) as exc:
+            raise Unavailable(f"the Kubernetes API server did not answer ({what}): {type(exc).__name__}",
+                              f"the API server of the kubeconfig at {self.api.configuration.host}",
+                              "check the cluster is up and KUBECONFIG points at it") from None
+
+    def _resource(self, api_version: str, kind: str):
+        from kubernetes.dynamic import DynamicClient
+
+        if self._dynamic is None:
+            self._dynamic = self._call("discover the API", DynamicClient, self.api)
+        return self._call(f"find the {kind} API", self._dynamic.resources.get, api_version=api_version, kind=kind)
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        self._call(f"apply {obj['kind']} {obj['metadata']['name']}", self._dynamic.server_side_apply, resource,
+                   body=obj, field_manager=FIELD_MANAGER, force_conflicts=True)
+
+    def deployment(self, namespace: str, name: str) -> V1Deployment | None:
+        return self._call(f"read deployment {name}", self.apps.read_namespaced_deployment, name, namespace,
+                          missing_ok=True)
+
+    def deployments(self, namespace: str, selector: str) -> list[V1Deployment]:
+        return self._call("list deployments", self.apps.list_namespaced_deployment, namespace,
+                          label_selector=selector).items
+
+    def replica_sets(self, namespace: str, selector: str) -> list[V1ReplicaSet]:
+        return self._call("list replica sets", self.apps.list_namespaced_replica_set, namespace,
+                          label_selector=selector).items
+
+    def pods(self, namespace: str, selector: str) -> list[V1Pod]:
+        return self._call("list pods", self.core.list_namespaced_pod, namespace, label_selector=selector).items
+
+    def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> None:
+        self._call(f"roll back deployment {name}", self.apps.patch_namespaced_deployment, name, namespace, patch,
+                   field_manager=FIELD_MANAGER)
+
+    def proxy(self, namespace: str, service: str, path: str, payload: dict | None) -> tuple[int, str]:
+        """One request to the Service through the API server's service proxy: (status, body)."""
+        from kubernetes.client.exceptions import ApiException
+
+        # namespace and service are checked DNS labels and path is ours: nothing here needs quoting.
+        url = f"/api/v1/namespaces/{namespace}/services/{service}:{PORT_NAME}/proxy/{path.lstrip('/')}"
+        method = "POST" if payload is not None else "GET"
+        try:
+            response = self.api.call_api(url, method, header_params={"Content-Type": "application/json",
+                                                                     "Accept": "application/json"},
+                                         body=payload, auth_settings=["BearerToken"], _preload_content=False,
+                                         _return_http_data_only=True, _request_timeout=30)
+            return response.status, response.data.decode("utf-8", "replace")
+        except ApiException as exc:
+            return exc.status or 0, exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+
+    def pod_log(self, namespace: str, pod: str, lines: int) -> list[str]:
+        try:
+            text = self.core.read_namespaced_pod_log(pod, namespace, tail_lines=lines)
+        except Exception:  # noqa: BLE001 - best effort: the pod may be gone or not started
+            return []
+        return (text or "").splitlines()[-lines:]
+
+    def ingress_hosts(self, namespace: str, selector: str) -> list[str]:
+        from kubernetes import client
+
+        items = self._call("list ingresses", client.NetworkingV1Api(self.api).list_namespaced_ingress, namespace,
+                           label_selector=selector).items
+        return sorted({rule.host for item in items for rule in (item.spec.rules or []) if rule.host})
+
+    def delete_app(self, namespace: str, selector: str) -> list[str]:
+        removed = []
+        for api_version, kind in APP_KINDS:
+            resource = self._resource(api_version, kind)
+            found = self._call(f"list {kind}", resource.get, namespace=namespace, label_selector=selector)
+            for item in found.items:
+                name = item.metadata.name
+                self._call(f"delete {kind} {name}", resource.delete, name=name, namespace=namespace,
+                           body={"propagationPolicy": "Background"})
+                removed.append(f"{kind.lower()}/{name}")
+        return removed
