@@ -20,7 +20,7 @@ from home_mlops.build.bento import model_version
 from home_mlops.build.bento_image import lock_text
 from home_mlops.build.docker_build import ImageInfo, build_image
 from home_mlops.build.dockerfiles import render
-from home_mlops.build.gateway_context import GATEWAY_PORT, GATEWAY_RUNTIME_ROOTS, PACKAGE_FILES, RUNTIME_UID, load_model_spec
+from home_mlops.build.gateway_context import GATEWAY_PORT, GATEWAY_RUNTIME_ROOTS, RUNTIME_UID, load_model_spec
 from home_mlops.build.gateway_image import override_dir
 from home_mlops.build.wheels import fetch_wheels, image_requirements, lock
 from home_mlops.gateway.inprocess import MLMODEL_JSON, NATIVE_FLAVORS
@@ -28,8 +28,6 @@ from home_mlops.gateway.spec import SPEC_FILENAME
 from home_mlops.resolve.mlmodel import model_file
 from home_mlops.resolve.resolver import ResolvedModel
 
-#: the gateway package files the server carries: the front door's and the in-process backend
-SERVER_FILES = tuple(dict.fromkeys((*PACKAGE_FILES, "backend.py", "inprocess.py")))
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "gateway"
 #: what each native loader imports beyond the flavor's framework (its files' serialization)
 _SERIALIZERS = {"cloudpickle": "cloudpickle", "skops": "skops"}
@@ -93,8 +91,8 @@ def render_server_context(context: Path, app: str, resolved: ResolvedModel, base
     context.mkdir(parents=True)
     package = context / "gateway"
     package.mkdir()
-    for name in SERVER_FILES:
-        shutil.copy2(_PACKAGE_DIR / name, package / name)
+    for source in sorted(_PACKAGE_DIR.glob("*.py")):  # the whole front door, the in-process backend with it
+        shutil.copy2(source, package / source.name)
     extra = False
     overrides = override_dir(app)
     if (overrides / "extra.py").is_file():

@@ -232,12 +232,19 @@ def to_json(value: Any) -> list[Any]:
 
 
 def frame_of(columns: dict[str, list], types: dict[str, str]) -> Any:
-    """One DataFrame of validated columns, cast to the signature's dtypes."""
+    """One DataFrame of validated columns in the signature's dtypes, each column made once
+    (numpy array of its dtype; no per-row objects, no astype copy afterwards)."""
+    import numpy as np
     import pandas as pd
 
-    frame = pd.DataFrame(columns)
-    casts = {name: DTYPES[t] for name, t in types.items() if t in DTYPES and name in columns}
-    return frame.astype(casts) if casts else frame
+    data = {}
+    for name, values in columns.items():
+        dtype = DTYPES.get(types.get(name, ""))
+        try:
+            data[name] = np.asarray(values, dtype=dtype) if dtype else values
+        except (TypeError, ValueError):  # an optional column's None: as pandas infers it
+            data[name] = values
+    return pd.DataFrame(data, copy=False)
 
 
 # --------------------------------------------------------------------------- batching
