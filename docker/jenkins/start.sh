@@ -63,12 +63,14 @@ helper_wheels() {
     SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dest" "$repo" >&2 \
         || code=4 die "could not build the helper's wheel from $repo"
     helper_wheel="$(ls "$dest"/home_mlops-*.whl)"
-    if ! "$python" -m pip download --quiet --no-index --only-binary=:all: --find-links "$cache" \
-            --find-links "$dest" -d "$dest" "$helper_wheel" >/dev/null 2>&1; then
-        "$python" -m pip download --quiet --only-binary=:all: --find-links "$dest" -d "$cache" "$helper_wheel" >&2 \
+    # pip wheel, not download: a dependency published only as an sdist (multi-key-dict,
+    # python-jenkins') is built into a wheel once, here, so the image installs offline.
+    if ! "$python" -m pip wheel --quiet --no-index --find-links "$cache" --find-links "$dest" \
+            -w "$dest" "$helper_wheel" >/dev/null 2>&1; then
+        "$python" -m pip wheel --quiet --find-links "$dest" -w "$cache" "$helper_wheel" >&2 \
             || code=7 die "could not fetch the helper's dependencies into the wheel cache $cache (pip settings of this host)"
-        "$python" -m pip download --quiet --no-index --only-binary=:all: --find-links "$cache" --find-links "$dest" \
-            -d "$dest" "$helper_wheel" >&2 || code=4 die "the wheel cache $cache lacks the helper's dependencies"
+        "$python" -m pip wheel --quiet --no-index --find-links "$cache" --find-links "$dest" \
+            -w "$dest" "$helper_wheel" >&2 || code=4 die "the wheel cache $cache lacks the helper's dependencies"
     fi
 }
 
