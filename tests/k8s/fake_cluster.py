@@ -96,6 +96,9 @@ class FakeCluster:
         if obj["kind"] == "Deployment":
             self._roll(obj["metadata"]["name"], obj, obj["spec"]["template"], self.scenario)
 
+    def namespace_exists(self, name: str) -> bool:
+        return ("Namespace", name) in self.objects or bool(self.deps)
+
     def deployment(self, namespace: str, name: str):
         return self.deps.get(name)
 
@@ -119,6 +122,11 @@ class FakeCluster:
         assert op["op"] == "replace" and op["path"] == "/spec/template"
         manifest = _API.sanitize_for_serialization(self.deps[name])
         self._roll(name, manifest, op["value"], "ok")  # the old template is known to work
+
+    def delete_replica_set(self, namespace: str, name: str) -> None:
+        for dep, rsets in self.rsets.items():
+            self.rsets[dep] = [rs for rs in rsets if rs.metadata.name != name]
+        self.deleted.append(f"replicaset/{name}")
 
     def proxy(self, namespace: str, service: str, path: str, payload: dict | None):
         self.proxied.append((service, path, payload))

@@ -59,7 +59,7 @@ def test_a_good_rollout_is_applied_waited_for_and_smoke_tested(serving):
     assert result["url"] == f"http://{APP}-{front}.home-mlops.svc.cluster.local"
     # everything the render has was applied, the model server before the front door
     kinds = [o["kind"] for o in cluster.applied]
-    assert kinds[0] == "Namespace" and "HorizontalPodAutoscaler" in kinds
+    assert "Namespace" not in kinds and "HorizontalPodAutoscaler" in kinds  # the namespace was there already
     names = [o["metadata"]["name"] for o in cluster.applied if o["kind"] == "Deployment"]
     assert names == [f"{APP}-{r}" for r in {"bento+gateway": ("bento", "gateway"), "bento": ("bento",),
                                            "fastapi": ("server",)}[serving]]
@@ -86,6 +86,9 @@ def test_a_failed_rollout_goes_back_to_the_previous_revision(scenario, needle):
     assert template_run(cluster, "bento") == OLD_RUN
     assert rollout.revision(cluster.deps[f"{APP}-bento"]) == 3  # revision 1's ReplicaSet, renumbered, as Kubernetes does
     assert not cluster.proxied  # no smoke test of a release that never came up
+    # the failed revision leaves the history: a later `deploy --rollback` cannot land on it
+    assert [rs.metadata.labels["io.homemlops.run-id"] for rs in cluster.rsets[f"{APP}-bento"]] == [OLD_RUN]
+    assert any(d.startswith("replicaset/") for d in cluster.deleted)
     # the failing pod's log comes with the error, scrubbed
     assert any("log of" in line for line in caught.value.log_tail)
     assert not any("hunter2" in line for line in caught.value.log_tail)
@@ -117,6 +120,7 @@ def test_a_failed_first_deploy_leaves_nothing_behind():
     cluster = FakeCluster("unready")
     with pytest.raises(DeployFailed, match="nothing of .* served before"):
         deploy_new(cluster, "bento+gateway")
+    assert cluster.applied[0]["kind"] == "Namespace"  # a new namespace is made first
     assert not cluster.patches
     assert f"deployment/{APP}-bento" in cluster.deleted and not cluster.deps
 

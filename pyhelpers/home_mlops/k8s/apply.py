@@ -139,15 +139,19 @@ def _undo(wait: _Wait, release: ClusterRelease, before: dict[str, V1Deployment |
         if target is None:
             console.warn(f"{name}: no earlier revision is left to roll back to")
             continue
+        failed = rollout.new_replica_set(now, wait.cluster.replica_sets(wait.namespace, role_selector(release.app, role)))
         console.step(f"rolling {name} back to revision {rollout.revision(target)} (run {rollout.run_of(target) or '?'})")
         wait.cluster.patch_deployment(wait.namespace, name, rollout.rollback_patch(target))
-        done.append((role, rollout.revision(target)))
-    for role, number in done:
+        done.append((role, rollout.revision(target), failed))
+    for role, _, failed in done:
         try:
             wait_rollout(wait, release.app, role)
         except HomeMlopsError as exc:
             console.warn(f"the rollback of {object_name(release.app, role)} did not finish: {str(exc).splitlines()[0]}")
-    return ("rolled back " + ", ".join(f"{object_name(release.app, r)} to revision {n}" for r, n in done)
+            continue
+        if failed is not None:  # out of the history, so a later `deploy --rollback` never goes back to it
+            wait.cluster.delete_replica_set(wait.namespace, failed.metadata.name)
+    return ("rolled back " + ", ".join(f"{object_name(release.app, r)} to revision {n}" for r, n, _ in done)
             if done else "nothing had changed")
 
 
@@ -163,9 +167,9 @@ def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, 
     console.step(f"applying {len(objects)} objects to namespace {settings.namespace} "
                  f"(server-side apply, field manager home-mlops)")
     try:
-        for obj in objects:
-            if LABEL_ROLE not in (obj["metadata"].get("labels") or {}):  # the namespace
-                cluster.apply(obj)
+        # The namespace only when it is missing: an account with rights in the namespace alone can deploy.
+        if any(o["kind"] == "Namespace" for o in objects) and not cluster.namespace_exists(settings.namespace):
+            cluster.apply(next(o for o in objects if o["kind"] == "Namespace"))
         for role in release.roles:  # one role at a time: a model server that fails leaves the front door alone
             for obj in objects:
                 if (obj["metadata"].get("labels") or {}).get(LABEL_ROLE) == role:

@@ -21,11 +21,13 @@ APP_KINDS = (("networking.k8s.io/v1", "Ingress"), ("autoscaling/v2", "Horizontal
 
 class Cluster(Protocol):
     def apply(self, obj: dict[str, Any]) -> None: ...
+    def namespace_exists(self, name: str) -> bool: ...
     def deployment(self, namespace: str, name: str) -> V1Deployment | None: ...
     def deployments(self, namespace: str, selector: str) -> list[V1Deployment]: ...
     def replica_sets(self, namespace: str, selector: str) -> list[V1ReplicaSet]: ...
     def pods(self, namespace: str, selector: str) -> list[V1Pod]: ...
     def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> None: ...
+    def delete_replica_set(self, namespace: str, name: str) -> None: ...
     def proxy(self, namespace: str, service: str, path: str, payload: dict | None) -> tuple[int, str]: ...
     def pod_log(self, namespace: str, pod: str, lines: int) -> list[str]: ...
     def ingress_hosts(self, namespace: str, selector: str) -> list[str]: ...
@@ -46,7 +48,9 @@ def connect() -> "KubeCluster":
             raise Unavailable(f"no Kubernetes cluster is configured ({str(kube_error)[:200]})",
                               "a kubeconfig (KUBECONFIG or ~/.kube/config) or a pod's service account",
                               "point KUBECONFIG at the cluster's kubeconfig (docs/kubernetes.md)") from None
-    return KubeCluster()
+    cluster = KubeCluster()
+    cluster.check()
+    return cluster
 
 
 class KubeCluster:
@@ -82,6 +86,13 @@ class KubeCluster:
                               f"the API server of the kubeconfig at {self.api.configuration.host}",
                               "check the cluster is up and KUBECONFIG points at it") from None
 
+    def check(self) -> str:
+        """The API server's version; Unavailable (exit 7) when it does not answer, before anything is done."""
+        from kubernetes import client
+
+        info = self._call("tell its version", client.VersionApi(self.api).get_code, _request_timeout=10)
+        return info.git_version
+
     def _resource(self, api_version: str, kind: str):
         from kubernetes.dynamic import DynamicClient
 
@@ -93,6 +104,9 @@ class KubeCluster:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         self._call(f"apply {obj['kind']} {obj['metadata']['name']}", self._dynamic.server_side_apply, resource,
                    body=obj, field_manager=FIELD_MANAGER, force_conflicts=True)
+
+    def namespace_exists(self, name: str) -> bool:
+        return self._call(f"read namespace {name}", self.core.read_namespace, name, missing_ok=True) is not None
 
     def deployment(self, namespace: str, name: str) -> V1Deployment | None:
         return self._call(f"read deployment {name}", self.apps.read_namespaced_deployment, name, namespace,
@@ -112,6 +126,10 @@ class KubeCluster:
     def patch_deployment(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> None:
         self._call(f"roll back deployment {name}", self.apps.patch_namespaced_deployment, name, namespace, patch,
                    field_manager=FIELD_MANAGER)
+
+    def delete_replica_set(self, namespace: str, name: str) -> None:
+        self._call(f"delete replica set {name}", self.apps.delete_namespaced_replica_set, name, namespace,
+                   propagation_policy="Background", missing_ok=True)
 
     def proxy(self, namespace: str, service: str, path: str, payload: dict | None) -> tuple[int, str]:
         """One request to the Service through the API server's service proxy: (status, body)."""

@@ -5,6 +5,7 @@ kubeconfig (or the pod's service account) unless given one, and returns the comm
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from home_mlops import console
@@ -15,13 +16,16 @@ from home_mlops.params import JobParams
 from home_mlops.resolve.resolver import ResolvedModel
 
 
-def deploy_run(params: JobParams, resolved: ResolvedModel, settings: DeploySettings,
-               cluster: Cluster | None = None) -> dict[str, Any]:
-    """Deploy the run's images (digests from the registry) in the app's serving mode."""
+def deploy_run(params: JobParams, resolve: Callable[[], ResolvedModel], settings: DeploySettings,
+               cluster: Cluster | None = None) -> tuple[ResolvedModel, dict[str, Any]]:
+    """Deploy the run's images (digests from the registry) in the app's serving mode. The cluster
+    is asked first: no resolve or registry lookup when it cannot be reached (exit 7)."""
     from home_mlops.k8s.release import cluster_release
 
+    cluster = cluster or connect()
+    resolved = resolve()
     release = cluster_release(params, resolved, settings.serving)
-    return apply.deploy(release, settings, cluster or connect())
+    return resolved, apply.deploy(release, settings, cluster)
 
 
 def rollback_app(app: str, settings: DeploySettings, cluster: Cluster | None = None) -> dict[str, Any]:
