@@ -86,7 +86,7 @@ def run_args(run: dict, app: str, registry: str) -> list[str]:
 
 
 def cache_state() -> dict:
-    from home_mlops.platform import platform_dir
+    from home_mlops.platform.host import platform_dir
 
     pd = platform_dir()
     return {
@@ -189,7 +189,7 @@ def main() -> int:
     parser.add_argument("--keep-images", action="store_true", help="keep the images this benchmark tagged")
     args = parser.parse_args()
 
-    from home_mlops.platform import docker_client
+    from home_mlops.platform.host import docker_client
 
     client = docker_client()
     client.images.get(BASE_IMAGE)  # fails loudly if the base image is missing

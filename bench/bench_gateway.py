@@ -2,7 +2,7 @@
 
 Trains tabular-iris-multi-classifier in a throwaway state folder, builds the pair
 (`home-mlops bento-build` / `fastapi-build --no-push` under a unique registry
-prefix and app name), deploys it with home_mlops.deploy.deploy on free loopback
+prefix and app name), deploys it with home_mlops.deploy.switch.deploy on free loopback
 ports, starts `mlflow models serve --env-manager local` for the same model, then
 measures on 127.0.0.1 only:
 
@@ -154,7 +154,7 @@ def throughput_py(url: str, body: dict, conns: int, seconds: int) -> dict:
 
 
 def free_port() -> int:
-    from home_mlops.deploy import _free_port
+    from home_mlops.deploy.switch import _free_port
 
     return _free_port()
 
@@ -191,7 +191,7 @@ def _stand_in_model_server():
 def checks_ab(rev: str, requests: int, warmup: int) -> dict:
     """p50 of the gateway at ``rev`` and in the working tree, for a 1-row and a 10 000-row body."""
     sys.path.insert(0, str(ROOT / "pyhelpers"))
-    from home_mlops.gateway.context import PACKAGE_FILES
+    from home_mlops.build.gateway_context import PACKAGE_FILES
     from home_mlops.gateway.spec import Column, GatewaySpec
 
     upstream = _stand_in_model_server()
@@ -263,9 +263,9 @@ def main() -> int:
             args.json.write_text(json.dumps(res, indent=2) + "\n")
         return 0
 
-    from home_mlops import deploy as dp
-    from home_mlops.app_settings import DeploySettings
-    from home_mlops.platform import docker_client
+    from home_mlops.deploy import switch as dp
+    from home_mlops.deploy.app_settings import DeploySettings
+    from home_mlops.platform.host import docker_client
 
     client = docker_client()
     token = secrets.token_hex(3)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "pyhelpers"))
 
 import deploy_fixtures as fx  # noqa: E402
-from home_mlops import deploy as dp  # noqa: E402
-from home_mlops.platform import docker_client  # noqa: E402
+from home_mlops.deploy import switch as dp  # noqa: E402
+from home_mlops.platform.host import docker_client  # noqa: E402
 
 SMOKE = {"dataframe_records": [{"x": 1.0}]}
 

@@ -112,7 +112,7 @@ def local_platform() -> LocalPlatform:
     reason = docker_reason()
     if reason:
         pytest.skip(reason)
-    from home_mlops import platform
+    from home_mlops.platform import host as platform
 
     creds = platform.up()
     return LocalPlatform(registry=f"{creds.address}/home-mlops-test", user=creds.user, password=creds.password)

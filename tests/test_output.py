@@ -234,7 +234,7 @@ def test_a_pipeline_without_a_terminal(trained_run, local_platform, tmp_path):
 
 def test_a_deploy_failure_returns_the_model_servers_log_scrubbed(monkeypatch):
     """DeployFailed quotes the container's log (deploy_probe.log_tail); the result gets those lines."""
-    from home_mlops.deploy_probe import log_tail
+    from home_mlops.deploy.probe import log_tail
     from home_mlops.errors import DeployFailed
     from home_mlops.results import error_log_tail
 

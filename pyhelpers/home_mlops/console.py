@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from . import output
+from home_mlops import output
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -49,7 +49,7 @@ def choose_mode(log_format: str | None, is_terminal: bool) -> str:
 
 
 def configure(*, log_format: str | None = None, quiet: bool = False, verbose: bool = False) -> OutputSettings:
-    from .errors import BadInput
+    from home_mlops.errors import BadInput
 
     if log_format and log_format not in MODES:
         raise BadInput(f"--log-format {log_format!r} is not a log format", "plain, json or rich",
@@ -95,7 +95,7 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
 
 def clean(text: str) -> str:
     """One line as it may be logged: secrets scrubbed, no control characters."""
-    from .deploy_probe import scrub
+    from home_mlops.deploy.probe import scrub
 
     return _ESCAPES.sub("", scrub(str(text), secret_values()))
 
@@ -138,7 +138,7 @@ def tool_line(source: str, line: str) -> None:
     if not shown("output"):
         return
     if _settings.mode == "rich":
-        from . import console
+        from home_mlops import console
 
         console.info(f"  {source} | {clean(line)}")
         return
@@ -162,7 +162,7 @@ class StepProgress:
         if _settings.mode == "rich" and _settings.level != "quiet":
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            from .console import console
+            from home_mlops.console import console
 
             self._progress = Progress(
                 TextColumn("{task.description}", style="cyan", markup=False), BarColumn(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import BadInput
+from home_mlops.errors import BadInput
 
 DEFAULT_REGISTRY = "127.0.0.1:5000/home-mlops"
 

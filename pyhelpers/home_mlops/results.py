@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import output
-from .errors import HomeMlopsError
+from home_mlops import output
+from home_mlops.errors import HomeMlopsError
 
 STDOUT = "-"
 # Which description label (StepSpec.kind on the Groovy side) each command's summary uses.

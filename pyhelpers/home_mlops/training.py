@@ -15,8 +15,8 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from . import settings
-from .errors import BadInput, NotFound
+from home_mlops import settings
+from home_mlops.errors import BadInput, NotFound
 
 EXAMPLE_APPS = (
     "tabular-iris-multi-classifier",

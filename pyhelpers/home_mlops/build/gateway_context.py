@@ -1,0 +1,360 @@
+"""Render the gateway image's docker build context (runs on the build host).
+
+The context holds the ``gateway/`` package source, ``gateway-spec.json``, the
+per-app override (``serving/<app>/fast-api/extra.py`` or a replacement
+``app.py``), ``requirements.txt`` pinning the gateway's runtime packages to
+the host venv's versions, a ``wheels/`` folder with one wheel per pin (so the
+image builds without network), and a Dockerfile whose layers go from what
+changes least (base, venv, pip install) to what changes every run (code, spec,
+labels).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jinja2
+import yaml
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.tags import sys_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from home_mlops.errors import BadInput, BuildFailed, NotFound
+from home_mlops.build.pip import run_pip
+from home_mlops.gateway.spec import SPEC_FILENAME, GatewaySpec, SpecError, records_from_example, spec_from_mlmodel
+
+__all__ = [
+    "GATEWAY_RUNTIME_ROOTS",
+    "GATEWAY_PORT",
+    "load_model_spec",
+    "read_input_example",
+    "spec_from_mlmodel",
+    "runtime_requirements",
+    "ensure_wheels",
+    "render_dockerfile",
+    "render_gateway_context",
+    "records_from_example",
+]
+
+#: what the gateway imports at run time; the pins are their dependency closure
+# uvloop + httptools: uvicorn picks them up by itself and they halve the added latency.
+GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client", "uvloop", "httptools")
+GATEWAY_PORT = 8000
+#: the package files copied into the image (context.py stays on the host)
+PACKAGE_FILES = ("__init__.py", "spec.py", "rawbody.py", "app.py", "__main__.py")
+RUNTIME_UID = 10001
+
+# The gateway package this module builds into the image (a sibling package).
+_PACKAGE_DIR = Path(__file__).resolve().parents[1] / "gateway"
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+_BASE_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def read_input_example(model_dir: Path, mlmodel: Mapping[str, Any]) -> Any:
+    """The parsed input example saved with the model, or None when there is none.
+
+    Paths the MLmodel names must stay inside the model folder (exit 2 naming the field)."""
+    from home_mlops.resolve.mlmodel import model_file
+
+    info = mlmodel.get("saved_input_example_info") or {}
+    if not isinstance(info, Mapping):
+        info = {}
+    if info.get("serving_input_path") is not None:  # not read here, but never a path out of the model
+        model_file(Path(model_dir), info["serving_input_path"], "saved_input_example_info.serving_input_path")
+    candidates = [
+        (info.get("artifact_path"), "saved_input_example_info.artifact_path"),
+        ("input_example.json", "input_example.json"),
+        ("serving_input_example.json", "serving_input_example.json"),
+    ]
+    for name, field in candidates:
+        if name is None:
+            continue
+        path = model_file(Path(model_dir), name, field)
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise BadInput(
+                    f"the model's input example {path.name} is not valid JSON: {str(exc)[:200]}",
+                    "the JSON file MLflow wrote with the model",
+                    "log the model again with an input_example, or remove the broken file",
+                ) from None
+    return None
+
+
+def load_model_spec(
+    model_dir: Path,
+    *,
+    app: str,
+    experiment_id: str = "",
+    run_id: str | None = None,
+    model_id: str | None = None,
+    model_uri: str | None = None,
+    title: str | None = None,
+) -> GatewaySpec:
+    """Read ``<model_dir>/MLmodel`` and its input example and build the GatewaySpec."""
+    model_dir = Path(model_dir)
+    mlmodel_path = model_dir / "MLmodel"
+    if not mlmodel_path.is_file():
+        raise NotFound(
+            f"no MLmodel file in {model_dir}",
+            "the folder of an MLflow model (MLmodel, model files, input_example.json)",
+            "check the run's model location (home-mlops resolve)",
+        )
+    try:
+        mlmodel = yaml.safe_load(mlmodel_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{mlmodel_path} is not valid YAML: {exc}", "MLflow's MLmodel file") from exc
+    example = read_input_example(model_dir, mlmodel)
+    try:
+        return spec_from_mlmodel(
+            mlmodel, example, app=app, experiment_id=experiment_id, run_id=run_id,
+            model_id=model_id, model_uri=model_uri, title=title,
+        )
+    except SpecError as exc:
+        raise BadInput(str(exc), "an MLmodel with a column- or tensor-based signature",
+                       "log the model with a signature (mlflow.models.infer_signature)") from exc
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+def runtime_requirements(roots: Iterable[str] = GATEWAY_RUNTIME_ROOTS) -> dict[str, str]:
+    """``{canonical name: installed version}`` for the dependency closure of ``roots``.
+
+    Walks ``importlib.metadata`` requirements of the host environment, keeping
+    those whose markers hold here (no extras unless a requirement asks for one).
+    """
+    environment = default_environment()
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[str, frozenset[str], str]] = [(r, frozenset(), "the gateway") for r in roots]
+    while todo:
+        name, extras, wanted_by = todo.pop()
+        key = canonicalize_name(name)
+        if (key, extras) in seen:
+            continue
+        seen.add((key, extras))
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise BuildFailed(
+                f"{name} (needed by {wanted_by}) is not installed in {sys.prefix}",
+                "the home-mlops venv to hold every package the gateway runs with",
+                "reinstall home-mlops (pip install -e .) in this venv",
+            ) from None
+        pins[key] = dist.version
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is not None:
+                if not any(req.marker.evaluate({**environment, "extra": e}) for e in ("", *sorted(extras))):
+                    continue
+            todo.append((req.name, frozenset(canonicalize_name(e) for e in req.extras), key))
+    return dict(sorted(pins.items()))
+
+
+def requirements_text(pins: Mapping[str, str]) -> str:
+    lines = ["# the gateway's runtime packages, pinned to the build host's versions (home-mlops)"]
+    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _find_wheels(folder: Path, pins: Mapping[str, str]) -> tuple[dict[str, Path], list[str]]:
+    """The best wheel in ``folder`` for each pin (for this host's tags), and the pins without one."""
+    priority = {tag: i for i, tag in enumerate(sys_tags())}
+    best: dict[str, tuple[int, Path]] = {}
+    wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
+    if folder.is_dir():
+        for path in folder.glob("*.whl"):
+            try:
+                name, version, _build, tags = parse_wheel_filename(path.name)
+            except ValueError:
+                continue
+            if wanted.get(name) != version:
+                continue
+            rank = min((priority[t] for t in tags if t in priority), default=None)
+            if rank is None:
+                continue
+            if name not in best or rank < best[name][0]:
+                best[name] = (rank, path)
+    found = {name: best[name][1] for name in best}
+    missing = [n for n in sorted(wanted) if n not in found]
+    return found, missing
+
+
+def ensure_wheels(pins: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
+    """Make sure ``cache_dir`` holds a wheel for every pin; download only what is missing.
+
+    Uses ``pip download --only-binary=:all:`` with the host's pip configuration.
+    Returns ``{canonical name: wheel path}``.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    found, missing = _find_wheels(cache_dir, pins)
+    if not missing:
+        return found
+    req_file = cache_dir / ".requirements-download.txt"
+    req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
+    proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
+    req_file.unlink(missing_ok=True)
+    found, missing = _find_wheels(cache_dir, pins)
+    if proc.returncode != 0 or missing:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise BuildFailed(
+            f"could not download wheels for the gateway image: missing {', '.join(missing) or '?'}\n{tail}",
+            "pip download to reach the package index configured on this host",
+            "check the host's pip configuration (pip config list) and network, then retry",
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+_DOCKERFILE = jinja2.Template(
+    """\
+# Rendered by home-mlops (build/gateway_context.py) for app {{ app }}. Build context: this folder.
+# Layers go from what changes least to what changes every run.
+FROM {{ base_image }} AS deps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python3 -m venv /opt/venv
+COPY requirements.txt /build/requirements.txt
+COPY wheels/ /wheels/
+RUN /opt/venv/bin/pip install --no-index --find-links /wheels -r /build/requirements.txt \\
+ && /opt/venv/bin/pip check
+
+FROM {{ base_image }}
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
+    HOME_MLOPS_GATEWAY_HOST=0.0.0.0 HOME_MLOPS_GATEWAY_PORT={{ port }} \\
+    HOME_MLOPS_GATEWAY_SPEC=/app/gateway-spec.json
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+COPY gateway/ /app/gateway/
+{%- if extra %}
+COPY extra.py /app/extra.py
+ENV HOME_MLOPS_GATEWAY_EXTRA=extra
+{%- endif %}
+COPY gateway-spec.json /app/gateway-spec.json
+USER {{ uid }}:{{ uid }}
+EXPOSE {{ port }}
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \\
+  CMD {{ healthcheck }}
+{%- for line in labels %}
+LABEL {{ line }}
+{%- endfor %}
+CMD {{ cmd }}
+"""
+)
+
+_HEALTHCHECK_CODE = (
+    "import os,urllib.request;"
+    "urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HOME_MLOPS_GATEWAY_PORT','8000'),"
+    " timeout=2)"
+)
+
+
+def _label_line(key: str, value: str) -> str:
+    if not _LABEL_KEY.match(key):
+        raise BadInput(f"image label key {key!r} is not valid", "letters, digits, '.', '_', '/', '-'")
+    value = str(value)
+    if any(ord(ch) < 32 for ch in value):
+        raise BadInput(f"image label {key} has a control character (newline?) in its value", "one line of text")
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{key}"="{quoted}"'
+
+
+def render_dockerfile(
+    base_image: str,
+    labels: Mapping[str, str],
+    *,
+    app: str = "",
+    extra: bool = False,
+    port: int = GATEWAY_PORT,
+) -> str:
+    if not _BASE_IMAGE.match(base_image or ""):
+        raise BadInput(f"base image {base_image!r} is not an image reference",
+                       "e.g. home-mlops/debian-bookworm-python:latest")
+    return _DOCKERFILE.render(
+        app=app,
+        base_image=base_image,
+        port=int(port),
+        uid=RUNTIME_UID,
+        extra=extra,
+        labels=[_label_line(k, v) for k, v in sorted(labels.items())],
+        healthcheck=json.dumps(["/opt/venv/bin/python", "-c", _HEALTHCHECK_CODE]),
+        cmd=json.dumps(["/opt/venv/bin/python", "-m", "gateway"]),
+    )
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def render_gateway_context(
+    build_dir: Path,
+    spec: GatewaySpec,
+    base_image: str,
+    wheels_dir: Path | None,
+    labels: dict[str, str],
+    override_dir: Path | None,
+) -> Path:
+    """Write the gateway image's build context into ``build_dir`` and return it.
+
+    ``wheels_dir`` is the shared wheel cache (a second build downloads
+    nothing); None downloads into the context itself. ``override_dir`` is
+    ``serving/<app>/fast-api`` (may be missing): its ``extra.py`` is copied
+    next to the package (and enabled with HOME_MLOPS_GATEWAY_EXTRA), its
+    ``app.py`` replaces the gateway's (it must define ``create_app(spec)``).
+    ``build_dir`` is emptied first.
+    """
+    build_dir = Path(build_dir)
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+
+    # the package source
+    pkg = build_dir / "gateway"
+    pkg.mkdir()
+    for name in PACKAGE_FILES:
+        shutil.copy2(_PACKAGE_DIR / name, pkg / name)
+
+    # per-app overrides
+    extra = False
+    if override_dir is not None and Path(override_dir).is_dir():
+        override_dir = Path(override_dir)
+        if (override_dir / "app.py").is_file():
+            shutil.copy2(override_dir / "app.py", pkg / "app.py")
+        if (override_dir / "extra.py").is_file():
+            shutil.copy2(override_dir / "extra.py", build_dir / "extra.py")
+            extra = True
+
+    spec.save(build_dir / SPEC_FILENAME)
+
+    # pinned requirements and their wheels
+    pins = runtime_requirements()
+    (build_dir / "requirements.txt").write_text(requirements_text(pins), encoding="utf-8")
+    wheels = build_dir / "wheels"
+    wheels.mkdir()
+    if wheels_dir is None:
+        ensure_wheels(pins, wheels)
+    else:
+        for src in ensure_wheels(pins, Path(wheels_dir)).values():
+            _link_or_copy(src, wheels / src.name)
+
+    (build_dir / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
+    (build_dir / "Dockerfile").write_text(
+        render_dockerfile(base_image, labels, app=spec.app, extra=extra), encoding="utf-8")
+    return build_dir

@@ -1,0 +1,89 @@
+"""The build stages as plain functions: resolved run in, result dict out.
+
+The CLI and `pipeline` call these; each returns what its --json result holds.
+"""
+from __future__ import annotations
+
+from home_mlops.build.bento import build_bento, import_model, model_version, render_source
+from home_mlops.build.bento_image import render_context
+from home_mlops.build.docker_build import INPUTS_LABEL, build_image
+from home_mlops.build.labels import image_labels
+from home_mlops.params import JobParams
+from home_mlops.platform.host import BASE_IMAGE
+from home_mlops.build.registry import push
+from home_mlops.resolve.resolver import ResolvedModel
+from home_mlops import console, settings
+
+
+def image_ref(params: JobParams, role: str, resolved: ResolvedModel) -> str:
+    """<AR_NAME>/<app>-<role>:<first 12 of run id>-<first 8 of model digest> (deterministic)."""
+    return f"{params.registry}/{params.app}-{role}:{model_version(resolved)}"
+
+
+def check_python(resolved: ResolvedModel, base_image: str) -> None:
+    if resolved.python_version and not resolved.python_version.startswith("3.11") and base_image == BASE_IMAGE:
+        console.warn(
+            f"the model was trained on Python {resolved.python_version}; {BASE_IMAGE} has Python 3.11. "
+            "Pass --base-image with a matching Python if the model fails to load."
+        )
+
+
+def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
+    if not resolved.signature:
+        console.warn("the model has no signature: inputs are passed through unchecked")
+    check_python(resolved, base_image)
+    model = import_model(params.app, resolved)
+    work = settings.builds_dir() / params.app / model_version(resolved)
+    source = render_source(work / "bento", params.app, resolved, base_image, resolved.requirements)
+    bento = build_bento(source, model_version(resolved))
+    context = render_context(work / "image", params.app, source, bento, model, base_image, resolved.requirements)
+    ref = image_ref(params, "bento", resolved)
+    info = build_image(context, ref, image_labels(params.app, "bento", resolved), what="bento")
+    digest = push(ref, info.labels, force=force) if do_push else None
+    return {
+        **image_result(params, resolved, info, digest),
+        "layers": len(info.layers),
+        "bento_tag": str(bento.tag),
+        "model_tag": source.model_tag,
+        "inputs_digest": info.labels.get(INPUTS_LABEL),
+    }
+
+
+def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
+    from home_mlops.build.gateway_image import build_gateway_image
+
+    ref = image_ref(params, "gateway", resolved)
+    info = build_gateway_image(params.app, resolved, ref, base_image, image_labels(params.app, "gateway", resolved))
+    digest = push(ref, info.labels, force=force) if do_push else None
+    return image_result(params, resolved, info, digest)
+
+
+def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str | None) -> dict:
+    """What both build commands report (--json)."""
+    return {
+        "app": params.app,
+        "experiment_id": resolved.experiment_id,
+        "run_id": resolved.run_id,
+        "model_id": resolved.model_id,
+        "image": info.ref,
+        "tag": info.ref.rsplit(":", 1)[1],
+        "digest": digest,
+        "image_id": info.id,
+        "size_bytes": info.size_bytes,
+        "build_seconds": info.build_seconds,
+        "reused": info.reused,
+        "pushed": bool(digest),
+    }
+
+
+def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> dict:
+    """Deploy the run's two images (as bento-build / fastapi-build tagged them) with ``settings``."""
+    from home_mlops.deploy.switch import Release, deploy
+    from home_mlops.build.registry import auth_for
+
+    bento_ref = image_ref(params, "bento", resolved)
+    gateway_ref = image_ref(params, "gateway", resolved)
+    smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
+    release = Release(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
+                      bento_ref, gateway_ref, smoke)
+    return deploy(release, settings, registry_auth=auth_for(bento_ref)).to_dict()

@@ -1,0 +1,1 @@
+"""The `home-mlops` command line: one module per command group, each adding its commands to the app."""

@@ -1,0 +1,289 @@
+"""CLI commands of the build-and-deploy chain: bento-build, fastapi-build, deploy, status, pipeline."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from home_mlops import console, output
+from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
+from home_mlops.errors import BadInput
+from home_mlops.params import validate_model_name
+from home_mlops.platform.host import BASE_IMAGE
+from home_mlops.build.trust import require_trusted_registry
+
+BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar="HOME_MLOPS_BASE_IMAGE", help="Local base image with python3 + venv.")
+PushOpt = typer.Option(True, "--push/--no-push", help="Push the image to AR_NAME.")
+ForceOpt = typer.Option(False, "--force", help="Overwrite a tag that holds different content.")
+# Deploy settings: option > environment > the app's entry in jobs/projects.yaml > built-in default.
+PortOpt = typer.Option(None, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway (default 8000).")
+BindOpt = typer.Option(None, "--bind", envvar="HOME_MLOPS_BIND",
+                       help="Address the public gateway listens on (default 0.0.0.0: every address).")
+CpusOpt = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server (default 1).")
+MemoryOpt = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server (default 2g).")
+ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar="HOME_MLOPS_READY_TIMEOUT",
+                               help="Seconds the new pair may take to become ready (default 180).")
+TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Where to deploy (default docker).")
+ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode (default bento+gateway).")
+
+
+def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving):
+    from home_mlops.deploy.app_settings import resolve_settings
+
+    settings = resolve_settings(app, dict(port=port, bind=bind, cpus=cpus, memory=memory,
+                                          ready_timeout=ready_timeout, target=target, serving=serving))
+    settings.check_supported()  # exit 2 before anything is resolved or built
+    return settings
+
+
+def _deploy_images(params, bento_image: str | None, gateway_image: str | None, settings) -> dict[str, Any]:
+    """Deploy two given images (already built, e.g. by an earlier job) under the run's identity."""
+    from home_mlops.deploy.switch import Release, deploy
+    if not (bento_image and gateway_image):
+        raise BadInput("--bento-image and --gateway-image go together", "both images, or neither (the run's own)",
+                       "give both options")
+    release = Release(params.app, params.experiment_id, params.run_id, "", bento_image, gateway_image)
+    return deploy(release, settings).to_dict()
+
+
+ROLES = {"bento_build": "bento", "fastapi_build": "gateway"}
+STATUS_COLUMNS = ("app", "url", "port", "run", "model id", "health", "ready", "deployed at")
+
+
+def status_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The status as plain aligned lines (never cut to a terminal's width: Jenkins logs have none),
+    each app's two images with their digests on the lines under it."""
+    cells = [[str(c) for c in (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-",
+                                row["health"], "yes" if row["ready"] else "no", row["deployed_at"])] for row in rows]
+    widths = [max(len(line[i]) for line in [list(STATUS_COLUMNS), *cells]) for i in range(len(STATUS_COLUMNS))]
+
+    def fmt(values) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    lines = [fmt(STATUS_COLUMNS)]
+    for row, values in zip(rows, cells):
+        lines.append(fmt(values))
+        for role in ("bento", "gateway"):
+            lines.append(f"    {role} image: {row[f'{role}_image'] or '-'} @ {row[f'{role}_digest'] or '-'}")
+    return lines
+
+
+def registered_params(params, tracking_uri):
+    """A models:/ RUN_ID swapped for its version's run (exit 2 on a bad URI or a wrong experiment)."""
+    from home_mlops.resolve.resolver import registered_version
+
+    return registered_version(params, tracking_uri)
+
+
+def resolve_run(params, tracking_uri, model_name, registered=None):
+    from home_mlops.resolve.resolver import resolve
+
+    if model_name:
+        validate_model_name(model_name)
+    elif registered is not None and registered.model_id:
+        model_name = registered.model_id  # the version's own logged model, not the run's newest
+    if registered is not None:
+        tracking_uri = registered.tracking_uri
+    return resolve(params.experiment_id, params.run_id, nas=params.nas, tracking_uri=tracking_uri, model_name=model_name)
+
+
+def with_registered(result: dict[str, Any], registered) -> dict[str, Any]:
+    """The result names the models:/ URI and its version next to the run id when one was given."""
+    if registered is not None:
+        result["registered_model"] = registered.model_dump(exclude={"tracking_uri"})
+    return result
+
+
+def _write_back_push(resolved, registered, tracking_uri, role: str, result: dict[str, Any]) -> None:
+    from home_mlops.resolve import provenance
+
+    if result.get("pushed"):
+        provenance.after_push(provenance.Target.of(resolved, registered, tracking_uri), role, result["image"], result["digest"])
+
+
+PromoteAliasOpt = typer.Option(
+    None, "--promote-alias", envvar="HOME_MLOPS_PROMOTE_ALIAS",
+    help="After a successful deploy of a models:/ RUN_ID, point this registry alias at the deployed version "
+         "(moved back on rollback).")
+
+
+def _promote_alias(value: str | None, registered) -> str:
+    from home_mlops.params import validate_alias
+
+    if not value:
+        return ""
+    alias = validate_alias(value.strip(" "))
+    if registered is None:
+        raise BadInput("--promote-alias needs a registered model version",
+                       "RUN_ID as models:/<name>@<alias> or models:/<name>/<version>",
+                       "give the version by its registry name, or drop --promote-alias")
+    return alias
+
+
+def register(app: typer.Typer) -> None:
+    def build_command(name: str, stage_name: str, doc: str) -> None:
+        @app.command(name, help=doc)
+        def command(
+            app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
+            nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
+            base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
+            model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
+        ) -> None:
+            def body() -> dict[str, Any]:
+                from home_mlops.build import stages
+
+                params = job_params(app_name, experiment_id, run_id, nas, registry)
+                if do_push:  # refused before any build work (--no-push contacts no registry)
+                    require_trusted_registry(params.registry)
+                params, registered = registered_params(params, tracking_uri)
+                resolved = resolve_run(params, tracking_uri, model_name, registered)
+                stage = getattr(stages, stage_name)
+                result = stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
+                _write_back_push(resolved, registered, tracking_uri, ROLES[stage_name], result)
+                return with_registered(result, registered)
+
+            run_command(name, json_path, body)
+
+    build_command("bento-build", "bento_build", "Build the BentoML model-server image for a run and push it.")
+    build_command(
+        "fastapi-build", "fastapi_build",
+        "Build the FastAPI gateway image (generated from the model's signature) and push it.",
+    )
+
+    @app.command()
+    def deploy(
+        app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
+        nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
+        port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
+        rollback: bool = typer.Option(False, "--rollback", help="Go back to the previous run of --app."),
+        bento_image: Optional[str] = typer.Option(
+            None, "--bento-image", help="Deploy this model-server image instead of the run's (with --gateway-image)."),
+        gateway_image: Optional[str] = typer.Option(
+            None, "--gateway-image", help="Deploy this gateway image instead of the run's (with --bento-image)."),
+        model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
+        json_path: Optional[str] = JsonOpt,
+    ) -> None:
+        """Run the app's bento + gateway pair; a new run replaces the old one only once it answers."""
+
+        def body() -> dict[str, Any]:
+            from home_mlops.resolve import provenance
+            from home_mlops.params import validate_app
+
+            if rollback:
+                from home_mlops.deploy.switch import rollback as do_rollback
+
+                app = validate_app(app_name or "")
+                result = do_rollback(app).to_dict()
+                provenance.after_rollback(app, result)
+                return result
+            params = job_params(app_name, experiment_id, run_id, nas, registry)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            params, registered = registered_params(params, tracking_uri)
+            alias = _promote_alias(promote_alias, registered)
+            if bento_image or gateway_image:  # given images: each is checked if it has to be pulled
+                result = _deploy_images(params, bento_image, gateway_image, settings)
+                # Written back only where the run is known to live: the registry that named it.
+                where = (provenance.Target(registered.tracking_uri, params.run_id, registered.model_id or "",
+                                           registered.name, registered.version) if registered else None)
+                if where is not None:
+                    provenance.after_deploy(params.app, where, result, alias)
+                return with_registered(result, registered)
+            require_trusted_registry(params.registry)
+            from home_mlops.build.stages import deploy_stage
+
+            resolved = resolve_run(params, tracking_uri, model_name, registered)
+            result = deploy_stage(params, resolved, settings=settings)
+            provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
+            return with_registered(result, registered)
+
+        run_command("deploy", json_path, body)
+
+    @app.command()
+    def undeploy(app_name: Optional[str] = AppOpt, json_path: Optional[str] = JsonOpt) -> None:
+        """Stop and remove the app's containers (gateway first, draining in-flight requests)."""
+
+        def body() -> dict[str, Any]:
+            from home_mlops.resolve import provenance
+            from home_mlops.deploy.switch import undeploy as do_undeploy
+            from home_mlops.params import validate_app
+
+            app = validate_app(app_name or "")
+            removed = do_undeploy(app)
+            if removed:
+                provenance.after_undeploy(app)
+            message = f"removed {len(removed)} containers of {app}" if removed else f"nothing of {app} was deployed"
+            console.ok(message)
+            return {"app": app, "removed": removed, "message": message}
+
+        run_command("undeploy", json_path, body)
+
+    @app.command()
+    def status(app_name: Optional[str] = typer.Option(None, "--app", help="Only this app."),
+               json_path: Optional[str] = JsonOpt) -> None:
+        """What is deployed on this Docker host: app, URL, port, run, model, images, health, ready, deployed-at."""
+
+        def body() -> dict[str, Any]:
+            from home_mlops.deploy.status import status as deploy_status
+            from home_mlops.params import validate_app
+
+            rows = deploy_status(validate_app(app_name) if app_name else None)
+            for line in status_lines(rows):
+                console.info(line)
+            if not rows:
+                console.info("nothing deployed")
+            return {"deployments": rows}
+
+        run_command("status", json_path, body)
+
+    @app.command()
+    def pipeline(
+        app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
+        nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
+        base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
+        port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
+        memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
+        model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
+        json_path: Optional[str] = JsonOpt,
+    ) -> None:
+        """Resolve, bento-build, fastapi-build and deploy: the whole job in one command."""
+
+        def body() -> dict[str, Any]:
+            import time
+
+            from home_mlops.build.stages import bento_build as bento_stage, deploy_stage, fastapi_build as gateway_stage
+
+            from home_mlops.resolve import provenance
+
+            params = job_params(app_name, experiment_id, run_id, nas, registry)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            require_trusted_registry(params.registry)  # the deploy stage pulls from it: refused before building
+            params, registered = registered_params(params, tracking_uri)
+            alias = _promote_alias(promote_alias, registered)
+            timings: dict[str, float] = {}
+
+            def timed(name: str, number: int, fn):
+                console.rule(f"{number}/4 {name}")
+                started = time.monotonic()
+                with output.stage(name):  # its lines, and a failure's summary, name the stage
+                    out = fn()
+                timings[name] = round(time.monotonic() - started, 2)
+                return out
+
+            resolved = timed("resolve", 1, lambda: resolve_run(params, tracking_uri, model_name, registered))
+            bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
+            _write_back_push(resolved, registered, tracking_uri, "bento", bento)
+            gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
+            _write_back_push(resolved, registered, tracking_uri, "gateway", gateway)
+            deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, settings=settings))
+            provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), deployed, alias)
+            console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")
+            bento, gateway, deployed = (with_registered(r, registered) for r in (bento, gateway, deployed))
+            return {
+                "app": params.app, "url": deployed["url"], "local_url": deployed["local_url"], "timings": timings,
+                "resolve": resolved.model_dump(exclude={"input_example"}), "bento": bento, "gateway": gateway, "deploy": deployed,
+            }
+
+        run_command("pipeline", json_path, body)

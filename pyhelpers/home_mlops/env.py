@@ -1,0 +1,53 @@
+"""Every environment variable home-mlops reads, declared once: name, type, default, doc.
+
+As MLflow's ``environment_variables.py`` does: a module that wants a setting from the
+environment imports its declaration here and calls ``.get()``; nothing else in the
+package reads ``os.environ`` for a ``HOME_MLOPS_*`` name (a test checks this), and
+``docs/settings.md`` is generated from this file. Reading is lazy: importing this module
+changes nothing and reads nothing.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _text(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class EnvVar(Generic[T]):
+    """One environment variable: ``parse`` turns its text into the typed value."""
+
+    name: str
+    parse: Callable[[str], T]
+    default: T | None
+    doc: str
+
+    def is_set(self) -> bool:
+        return bool(os.environ.get(self.name, ""))
+
+    def raw(self) -> str | None:
+        """The text as set (None when unset or empty), for callers that validate it themselves."""
+        return os.environ.get(self.name) or None
+
+    def get(self) -> T | None:
+        value = self.raw()
+        return self.default if value is None else self.parse(value)
+
+
+def declared() -> list[EnvVar[Any]]:
+    """Every declaration in this module, in source order (for the docs table and tests)."""
+    return [v for v in globals().values() if isinstance(v, EnvVar)]
+
+
+# --- declarations (grouped by stage; keep one line of doc each) ---------------------------
+
+HOME = EnvVar("HOME_MLOPS_HOME", _text, None,
+              "State folder (MLflow store, model cache, BentoML home, builds); default: "
+              "<checkout>/home-mlops-state or ~/.local/share/home-mlops.")

@@ -1,0 +1,1 @@
+"""The Jenkins side from the command line: register the jobs, trigger and follow builds."""

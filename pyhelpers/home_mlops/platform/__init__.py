@@ -1,0 +1,1 @@
+"""The local platform on this host: dockerd, the registry, the base image, an MLflow server."""

@@ -1,0 +1,36 @@
+"""The seed's mlflow-ui.sh as a command: an MLflow server that proxies artifacts."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from home_mlops import settings
+from home_mlops.errors import BadInput
+
+
+def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None) -> list[str]:
+    backend = backend_store_uri or settings.default_tracking_uri()
+    destination = artifacts_destination or settings.default_artifact_root().as_uri()
+    if not destination.startswith(("gs://", "s3://", "file:", "/")):
+        raise BadInput(
+            f"artifacts destination {destination!r} is not supported",
+            "a folder, file:///folder, gs://bucket/prefix or s3://bucket/prefix",
+        )
+    if destination.startswith("/"):
+        destination = Path(destination).as_uri()
+    mlflow_bin = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    return [
+        mlflow_bin, "server",
+        "--host", host, "--port", str(port),
+        "--backend-store-uri", backend,
+        "--artifacts-destination", destination,
+        "--serve-artifacts",
+    ]
+
+
+def serve(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None) -> None:
+    argv = server_argv(host, port, backend_store_uri, artifacts_destination)
+    os.execv(argv[0], argv) if os.path.isabs(argv[0]) else subprocess.run(argv, check=True)

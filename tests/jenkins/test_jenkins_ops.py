@@ -1,0 +1,326 @@
+"""`home-mlops jenkins ...` against a real local HTTP server that answers the Jenkins
+REST endpoints python-jenkins and Jenkins Job Builder call (no mocks of either)."""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pytest
+from typer.testing import CliRunner
+
+from home_mlops.jenkins.ops import jenkins_app
+
+REPO = Path(__file__).resolve().parents[2]
+USER, TOKEN = "admin", "11aa22bb33cc44dd55ee66ff77889900"
+APP = "tabular-iris-xgboost"
+RUN_ID = "0123456789abcdef0123456789abcdef"
+APPS = ["tabular-iris-multi-classifier", "tabular-iris-lightgbm", "tabular-iris-xgboost",
+        "tabular-iris-pytorch", "tabular-diabetes-regressor"]
+
+
+class FakeJenkins:
+    def __init__(self) -> None:
+        self.jobs: dict[str, str] = {}
+        self.builds: dict[tuple[str, int], dict] = {}
+        self.queue: dict[int, dict] = {}
+        self.triggered: list[tuple[str, dict]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.result = "SUCCESS"
+        self.console = ["Started by user admin\n", "[Pipeline] stage (Build bento)\n", "Finished: SUCCESS\n"]
+        self.lock = threading.Lock()
+
+
+def make_handler(state: FakeJenkins, base: list[str]):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, code: int, body: bytes | str = b"", ctype="application/json", headers=None):
+            data = body.encode() if isinstance(body, str) else body
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _json(self, obj, code=200):
+            self._send(code, json.dumps(obj))
+
+        def _authorized(self) -> bool:
+            expected = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self._send(401, "Unauthorized", "text/plain")
+                return False
+            return True
+
+        def _route(self, method: str):
+            url = urlparse(self.path)
+            path, query = unquote(url.path), parse_qs(url.query, keep_blank_values=True)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.requests.append((method, self.path))
+            if not self._authorized():
+                return
+            parts = [p for p in path.split("/") if p]
+            with state.lock:
+                if parts == ["crumbIssuer", "api", "json"]:
+                    return self._send(404, "no crumbs", "text/plain")
+                if parts == ["api", "json"]:
+                    return self._json({"mode": "NORMAL", "jobs": [
+                        {"name": n, "url": f"{base[0]}job/{n}/", "color": "blue"} for n in state.jobs]})
+                if parts == ["createItem"] and method == "POST":
+                    state.jobs[query["name"][0]] = body.decode()
+                    return self._send(200)
+                if parts[:1] == ["queue"] and parts[-2:] == ["api", "json"]:
+                    item = state.queue[int(parts[2])]
+                    item["polls"] += 1
+                    if item["polls"] < 2:
+                        return self._json({"id": int(parts[2]), "why": "Waiting for next available executor"})
+                    return self._json({"id": int(parts[2]), "executable": {"number": item["number"],
+                                                                          "url": item["url"]}})
+                if parts[:1] != ["job"] or len(parts) < 2:
+                    return self._send(404, "not found", "text/plain")
+                job, rest = parts[1], parts[2:]
+                if job not in state.jobs:
+                    return self._send(404, "no such job", "text/plain")
+                if rest == ["api", "json"]:
+                    numbers = [n for (j, n) in state.builds if j == job]
+                    last = {"number": max(numbers), "url": f"{base[0]}job/{job}/{max(numbers)}/"} if numbers else None
+                    return self._json({"name": job, "url": f"{base[0]}job/{job}/", "lastBuild": last})
+                if rest == ["config.xml"]:
+                    if method == "POST":
+                        state.jobs[job] = body.decode()
+                        return self._send(200)
+                    return self._send(200, state.jobs[job], "application/xml")
+                if rest in (["buildWithParameters"], ["build"]) and method == "POST":
+                    params = {k: v[0] for k, v in query.items()}
+                    state.triggered.append((job, params))
+                    number = 1 + max([n for (j, n) in state.builds if j == job] or [6])
+                    url = f"{base[0]}job/{job}/{number}/"
+                    state.builds[(job, number)] = {"params": params, "chunk": 0, "result": state.result, "url": url}
+                    qid = 100 + len(state.queue)
+                    state.queue[qid] = {"polls": 0, "number": number, "url": url}
+                    return self._send(201, b"", headers={"Location": f"{base[0]}queue/item/{qid}/"})
+                if len(rest) >= 2 and rest[0].isdigit():
+                    build = state.builds.get((job, int(rest[0])))
+                    if build is None:
+                        return self._send(404, "no such build", "text/plain")
+                    if rest[1:] == ["logText", "progressiveText"]:
+                        start = int(query.get("start", ["0"])[0])
+                        full = "".join(state.console)
+                        i = build["chunk"]
+                        build["chunk"] += 1
+                        upto = len("".join(state.console[: i + 1]))
+                        more = i + 1 < len(state.console)
+                        return self._send(200, full[start:upto], "text/plain",
+                                          {"X-Text-Size": str(upto), **({"X-More-Data": "true"} if more else {})})
+                    if rest[1:] == ["api", "json"]:
+                        return self._json({"number": int(rest[0]), "building": False, "result": build["result"],
+                                           "url": build["url"],
+                                           "description": "bento: r/a-bento:t (sha256:x)\ndeploy: http://127.0.0.1:8000"})
+                return self._send(404, "not found", "text/plain")
+
+        def do_GET(self):
+            self._route("GET")
+
+        def do_POST(self):
+            self._route("POST")
+
+    return Handler
+
+
+@pytest.fixture
+def fake_jenkins(monkeypatch, tmp_path):
+    state = FakeJenkins()
+    base = [""]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, base))
+    base[0] = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_URL", base[0])
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_USER", USER)
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_TOKEN", TOKEN)
+    monkeypatch.setenv("HOME", str(tmp_path))  # JJB's cache goes under ~/.cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    state.url = base[0]
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(jenkins_app, list(args))
+
+
+def stderr_of(result) -> str:
+    return getattr(result, "stderr", None) or result.output
+
+
+def test_register_creates_one_job_per_app_with_five_parameters(fake_jenkins):
+    result = invoke("register", "--jobs", str(REPO / "jobs"))
+    assert result.exit_code == 0, stderr_of(result)
+    assert sorted(fake_jenkins.jobs) == sorted(APPS + [f"{app}-undeploy" for app in APPS])
+    root = ET.fromstring(fake_jenkins.jobs[APP])
+    names = [p.findtext("name") for p in root.findall(".//parameterDefinitions/*")]
+    assert names == ["APP_NAME", "EXPERIMENT_ID", "RUN_ID", "NAS", "AR_NAME"]
+    assert root.findtext(".//scriptPath") == "Jenkinsfile"
+    # a second register updates in place (config.xml POST), no duplicate creation
+    before = sum(1 for m, p in fake_jenkins.requests if p.startswith("/createItem"))
+    fake_jenkins.jobs[APP] = "<flow-definition/>"
+    fake_jenkins.jobs[f"{APP}-undeploy"] = "<flow-definition/>"
+    other = "tabular-iris-lightgbm-undeploy"
+    fake_jenkins.jobs[other] = "<flow-definition/>"
+    result = invoke("register", "--jobs", str(REPO / "jobs"), APP)
+    assert result.exit_code == 0, stderr_of(result)
+    assert sum(1 for m, p in fake_jenkins.requests if p.startswith("/createItem")) == before
+    assert "APP_NAME" in fake_jenkins.jobs[APP]
+    # naming an app updates both of its jobs, and no other app's
+    assert "undeployApp()" in fake_jenkins.jobs[f"{APP}-undeploy"]
+    assert fake_jenkins.jobs[other] == "<flow-definition/>"
+    assert TOKEN not in stderr_of(result)
+
+
+def test_register_with_a_wrong_token_is_a_clear_error(fake_jenkins, monkeypatch):
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_TOKEN", "wrong")
+    result = invoke("register", "--jobs", str(REPO / "jobs"))
+    assert result.exit_code == 2, stderr_of(result)
+    assert "refused user 'admin'" in stderr_of(result)
+    assert not fake_jenkins.jobs
+
+
+def _register_one(fake_jenkins, app=APP):
+    fake_jenkins.jobs[app] = "<flow-definition/>"
+
+
+def test_build_triggers_with_parameters_follows_console_and_succeeds(fake_jenkins):
+    _register_one(fake_jenkins)
+    result = invoke("build", "--app", APP, "--experiment-id", "12", "--run-id", RUN_ID,
+                    "--nas", "gs://bucket/mlruns", "--registry", "docker.io/team", "--poll", "0.01")
+    err = stderr_of(result)
+    assert result.exit_code == 0, err
+    assert fake_jenkins.triggered == [(APP, {"APP_NAME": APP, "EXPERIMENT_ID": "12", "RUN_ID": RUN_ID,
+                                             "NAS": "gs://bucket/mlruns", "AR_NAME": "docker.io/team"})]
+    # the whole console, in order, exactly once
+    assert "".join(fake_jenkins.console) in err
+    assert err.count("Finished: SUCCESS") == 1
+    assert f"{APP} #7 SUCCESS" in err
+    starts = [p for m, p in fake_jenkins.requests if "progressiveText" in p]
+    assert len(starts) == 3 and starts[1].endswith(f"start={len(fake_jenkins.console[0])}")
+
+
+@pytest.mark.parametrize("outcome", ["FAILURE", "ABORTED", "UNSTABLE"])
+def test_build_exit_code_follows_the_result(fake_jenkins, outcome):
+    _register_one(fake_jenkins)
+    fake_jenkins.result = outcome
+    fake_jenkins.console = ["Started\n", f"Finished: {outcome}\n"]
+    result = invoke("build", "--app", APP, "--experiment-id", "1", "--run-id", RUN_ID, "--poll", "0.01")
+    assert result.exit_code == 4, stderr_of(result)
+    assert f"{APP} #7 finished {outcome}" in stderr_of(result)
+    assert "Traceback" not in stderr_of(result)
+
+
+def test_build_of_unregistered_app_is_not_found(fake_jenkins):
+    result = invoke("build", "--app", "tabular-iris-pytorch", "--experiment-id", "1", "--run-id", RUN_ID)
+    assert result.exit_code == 3, stderr_of(result)
+    assert "home-mlops jenkins register" in stderr_of(result)
+    assert not fake_jenkins.triggered
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--app", "Bad_App"], "APP_NAME"),
+    (["--experiment-id", "1; rm -rf /"], "EXPERIMENT_ID"),
+    (["--run-id", "$(touch x)"], "RUN_ID"),
+    (["--nas", "../etc"], "NAS"),
+    (["--registry", "UPPER/case:tag"], "AR_NAME"),
+])
+def test_build_validates_parameters_before_calling_jenkins(fake_jenkins, args, needle):
+    base = {"--app": APP, "--experiment-id": "1", "--run-id": RUN_ID}
+    base.update(dict(zip(args[::2], args[1::2])))
+    flat = [x for kv in base.items() for x in kv]
+    result = invoke("build", *flat)
+    assert result.exit_code == 2, stderr_of(result)
+    assert needle in stderr_of(result)
+    assert fake_jenkins.requests == []
+
+
+@pytest.mark.parametrize("unset", ["HOME_MLOPS_JENKINS_URL", "HOME_MLOPS_JENKINS_USER", "HOME_MLOPS_JENKINS_TOKEN"])
+@pytest.mark.parametrize("command", [["register"], ["status"],
+                                     ["build", "--app", APP, "--experiment-id", "1", "--run-id", RUN_ID]])
+def test_missing_configuration_is_exit_2_with_a_clear_message(fake_jenkins, monkeypatch, unset, command):
+    monkeypatch.delenv(unset)
+    result = invoke(*command)
+    assert result.exit_code == 2
+    err = stderr_of(result)
+    assert f"Jenkins is not configured: {unset} is not set" in err
+    assert "Traceback" not in err
+    assert fake_jenkins.requests == []
+
+
+def test_unreachable_jenkins_is_exit_7(monkeypatch):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_URL", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_USER", USER)
+    monkeypatch.setenv("HOME_MLOPS_JENKINS_TOKEN", TOKEN)
+    result = invoke("build", "--app", APP, "--experiment-id", "1", "--run-id", RUN_ID)
+    assert result.exit_code == 7, stderr_of(result)
+    assert "did not answer" in stderr_of(result)
+
+
+def test_status_lists_jobs_and_last_result(fake_jenkins):
+    _register_one(fake_jenkins)
+    fake_jenkins.builds[(APP, 3)] = {"params": {}, "chunk": 0, "result": "FAILURE", "url": "u"}
+    _register_one(fake_jenkins, "tabular-iris-lightgbm")
+    result = invoke("status", "--jobs", str(REPO / "jobs"))
+    assert result.exit_code == 0, stderr_of(result)
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == set(APPS)
+    assert "#3" in lines[APP] and "FAILURE" in lines[APP]
+    assert "NEVER BUILT" in lines["tabular-iris-lightgbm"]
+    assert "NOT REGISTERED" in lines["tabular-iris-pytorch"]
+
+
+def test_undeploy_runs_the_apps_undeploy_job_without_parameters(fake_jenkins):
+    _register_one(fake_jenkins, f"{APP}-undeploy")
+    result = invoke("undeploy", "--app", APP, "--poll", "0.01")
+    assert result.exit_code == 0, stderr_of(result)
+    assert fake_jenkins.triggered == [(f"{APP}-undeploy", {})]
+    assert ("POST", f"/job/{APP}-undeploy/build") in fake_jenkins.requests
+    assert f"ok {APP}-undeploy #7 SUCCESS" in stderr_of(result)
+    assert "[Pipeline] stage" in stderr_of(result)  # the console was followed
+
+
+def test_undeploy_failure_and_missing_job(fake_jenkins):
+    _register_one(fake_jenkins, f"{APP}-undeploy")
+    fake_jenkins.result = "FAILURE"
+    result = invoke("undeploy", "--app", APP, "--poll", "0.01")
+    assert result.exit_code == 4, stderr_of(result)
+    assert f"{APP}-undeploy #7 finished FAILURE" in stderr_of(result)
+    result = invoke("undeploy", "--app", "tabular-iris-pytorch", "--poll", "0.01")
+    assert result.exit_code == 3, stderr_of(result)
+    assert "home-mlops jenkins register tabular-iris-pytorch" in stderr_of(result)
+    result = invoke("undeploy", "--app", "[/x]")
+    assert result.exit_code == 2, stderr_of(result)
+    assert "[/x]" in stderr_of(result)
+    assert len(fake_jenkins.triggered) == 1  # only the first call reached Jenkins
+
+
+def test_module_is_import_light():
+    import subprocess
+
+    code = ("import sys, home_mlops.jenkins.ops; "
+            "bad = [m for m in ('jenkins', 'jenkins_jobs', 'requests', 'mlflow', 'bentoml', 'docker') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
