@@ -51,3 +51,10 @@ def declared() -> list[EnvVar[Any]]:
 HOME = EnvVar("HOME_MLOPS_HOME", _text, None,
               "State folder (MLflow store, model cache, BentoML home, builds); default: "
               "<checkout>/home-mlops-state or ~/.local/share/home-mlops.")
+
+# Jenkins (home-mlops jenkins ...; docker/jenkins/start.sh writes them to $HOME_MLOPS_HOME/jenkins/jenkins.env)
+JENKINS_URL = EnvVar("HOME_MLOPS_JENKINS_URL", _text, None,
+                     "Jenkins for `home-mlops jenkins`, e.g. http://127.0.0.1:8080/.")
+JENKINS_USER = EnvVar("HOME_MLOPS_JENKINS_USER", _text, None, "The Jenkins user `home-mlops jenkins` acts as.")
+JENKINS_TOKEN = EnvVar("HOME_MLOPS_JENKINS_TOKEN", _text, None,
+                       "That user's API token (never a password; only ever read from the environment).")
