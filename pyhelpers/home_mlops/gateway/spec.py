@@ -71,7 +71,9 @@ class GatewaySpec(BaseModel):
         if path.is_dir():
             path = path / SPEC_FILENAME
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2, by_alias=True) + "\n", encoding="utf-8")
+        # no "params" key when the signature has none: a gateway from before params reads the file too
+        exclude = {"params"} if self.params is None else None
+        tmp.write_text(self.model_dump_json(indent=2, by_alias=True, exclude=exclude) + "\n", encoding="utf-8")
         tmp.replace(path)
         return path
 
