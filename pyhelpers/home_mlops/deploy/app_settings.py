@@ -31,7 +31,10 @@ SETTING_KEYS = ("port", "cpus", "memory", "ready_timeout", "target", "serving")
 RESERVED_PORTS = {5000: "the local image registry", 8001: "the MLflow UI"}
 TARGETS = ("docker", "k8s")
 SUPPORTED_TARGETS = ("docker",)
-SUPPORTED_SERVING = ("bento+gateway",)
+SUPPORTED_SERVING = ("bento+gateway", "bento", "fastapi")
+#: the images (roles) each serving mode runs, model server first, and the one that binds the app's port
+SERVING_ROLES = {"bento+gateway": ("bento", "gateway"), "bento": ("bento",), "fastapi": ("server",)}
+FRONT_DOOR = {"bento+gateway": "gateway", "bento": "bento", "fastapi": "server"}
 _MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmg]?)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SERVING = re.compile(r"[a-z0-9][a-z0-9+-]{0,39}")
@@ -152,7 +155,8 @@ class DeploySettings(_Settings):
         if self.serving not in SUPPORTED_SERVING:
             raise BadInput(f"serving mode {self.serving!r} is not yet supported",
                            f"serving {' or '.join(SUPPORTED_SERVING)}",
-                           "deploy with --serving bento+gateway (HOME_MLOPS_SERVING) for now")
+                           "use --serving bento+gateway, bento or fastapi (HOME_MLOPS_SERVING, or serving: in "
+                           "jobs/projects.yaml)")
         host_cpus = os.cpu_count() or 1
         if self.cpus > host_cpus:
             raise BadInput(f"cpus {self.cpus:g} is more than this host has ({host_cpus})",
@@ -278,5 +282,5 @@ def resolve_settings(app: str, overrides: dict[str, Any], projects: Path | None 
     except ValidationError as exc:
         raise BadInput(f"deploy settings of app {app!r}: {_describe(exc, '')}",
                        "--port 1-65535, --bind an IPv4 address, --cpus 0.01-1024, --memory like 2g, "
-                       "--ready-timeout 1-3600 s, --target docker, --serving bento+gateway",
+                       "--ready-timeout 1-3600 s, --target docker, --serving bento+gateway, bento or fastapi",
                        "fix the option, its HOME_MLOPS_* variable or the app's entry in jobs/projects.yaml") from None
