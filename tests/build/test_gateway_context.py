@@ -50,9 +50,10 @@ def _instructions(dockerfile: str) -> list[str]:
 
 def test_context_layout(context):
     files = sorted(str(p.relative_to(context)) for p in context.rglob("*") if p.is_file() and "wheels" not in p.parts)
-    assert files == [".dockerignore", "Dockerfile", "gateway-spec.json", "gateway/__init__.py",
-                     "gateway/__main__.py", "gateway/app.py", "gateway/rawbody.py", "gateway/spec.py",
-                     "requirements.txt"]
+    src = Path(__file__).resolve().parents[2] / "pyhelpers" / "home_mlops" / "gateway"
+    package = sorted(f"gateway/{p.name}" for p in src.glob("*.py") if p.name != "inprocess.py")
+    assert files == sorted([".dockerignore", "Dockerfile", "gateway-spec.json", "requirements.txt", *package])
+    assert "gateway/inprocess.py" not in files  # the in-process backend ships in the standalone image only
     assert GatewaySpec.load(context / "gateway-spec.json") == spec()
     # the package in the image is the package here, byte for byte
     src = Path(__file__).resolve().parents[2] / "pyhelpers" / "home_mlops" / "gateway"
@@ -61,14 +62,21 @@ def test_context_layout(context):
 
 
 def test_gateway_package_imports_only_runtime_packages(context):
-    allowed = {"fastapi", "starlette", "pydantic", "pydantic_core", "httpx", "uvicorn", "prometheus_client"}
+    allowed = {"fastapi", "starlette", "pydantic", "pydantic_core", "httpx", "httpcore", "uvicorn",
+               "prometheus_client", "orjson"}
     import sys
 
     stdlib = set(sys.stdlib_module_names)
     for path in (context / "gateway").glob("*.py"):
-        for match in re.finditer(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", path.read_text(), re.M):
+        text = path.read_text()
+        for match in re.finditer(r"^\s*(?:from|import)\s+([A-Za-z_][\w]*)", text, re.M):
             top = match.group(1)
             assert top in allowed | stdlib | {"__future__"}, f"{path.name} imports {top}"
+        # a module the package imports relatively is in the image too (rawbody.py once was not)
+        for sibling in re.findall(r"^\s*from \.([A-Za-z_]\w*) import", text, re.M):
+            assert (context / "gateway" / f"{sibling}.py").is_file(), f"{path.name} imports .{sibling}, not in the image"
+    pins = (context / "requirements.txt").read_text()
+    assert "orjson==" in pins and "fastapi-offline==" in pins and "httpcore==" in pins
 
 
 def test_dockerfile(context):

@@ -46,10 +46,15 @@ __all__ = [
 
 #: what the gateway imports at run time; the pins are their dependency closure
 # uvloop + httptools: uvicorn picks them up by itself and they halve the added latency.
-GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client", "uvloop", "httptools")
+# orjson: the front door's JSON in and out; fastapi-offline: the swagger-ui / redoc assets /docs serves.
+GATEWAY_RUNTIME_ROOTS = ("fastapi", "uvicorn", "httpx", "prometheus-client", "uvloop", "httptools", "orjson",
+                         "fastapi-offline")
 GATEWAY_PORT = 8000
 #: the package files copied into the image (context.py stays on the host)
-PACKAGE_FILES = ("__init__.py", "spec.py", "rawbody.py", "app.py", "__main__.py")
+# Every module of the front door (a new one ships without a second list to update); the in-process
+# backend only goes into the standalone server image (build/server_image.py).
+PACKAGE_FILES = tuple(sorted(p.name for p in (Path(__file__).resolve().parents[1] / "gateway").glob("*.py")
+                             if p.name != "inprocess.py"))
 RUNTIME_UID = 10001
 
 # The gateway package this module builds into the image (a sibling package).
