@@ -22,15 +22,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_app
 
 SETTING_KEYS = ("port", "cpus", "memory", "ready_timeout", "target", "serving")
+# The Kubernetes target's settings (docs/kubernetes.md); the Docker target ignores them.
+K8S_SETTING_KEYS = ("namespace", "replicas", "max_replicas", "cpu_target_percent", "ingress_host", "ingress_class",
+                    "image_pull_secret", "canary_traffic_percent")
 RESERVED_PORTS = {5000: "the local image registry", 8001: "the MLflow UI"}
 TARGETS = ("docker", "k8s")
-SUPPORTED_TARGETS = ("docker",)
+SUPPORTED_TARGETS = ("docker", "k8s")
 SUPPORTED_SERVING = ("bento+gateway", "bento", "fastapi")
 #: the images (roles) each serving mode runs, model server first, and the one that binds the app's port
 SERVING_ROLES = {"bento+gateway": ("bento", "gateway"), "bento": ("bento",), "fastapi": ("server",)}
@@ -39,6 +42,15 @@ _MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([bkmg]?)", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _SERVING = re.compile(r"[a-z0-9][a-z0-9+-]{0,39}")
 MIN_MEMORY = 16 * 1024**2  # below this neither image starts; docker's own floor is 6m
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*")
+_IPV4_LIKE = re.compile(r"[0-9.]+")
+
+
+def _k8s_name(value: str, what: str) -> str:
+    if not _DNS_SUBDOMAIN.fullmatch(value):
+        raise ValueError(f"{what} must be a DNS subdomain name: lowercase letters, digits, '-' and '.', at most 253")
+    return value
 
 
 def memory_bytes(value: str) -> int:
@@ -61,6 +73,59 @@ class _Settings(BaseModel):
     ready_timeout: Optional[float] = None
     target: Optional[str] = None
     serving: Optional[str] = None
+
+    namespace: Optional[str] = None
+    replicas: Optional[int] = None
+    max_replicas: Optional[int] = None
+    cpu_target_percent: Optional[int] = None
+    ingress_host: Optional[str] = None
+    ingress_class: Optional[str] = None
+    image_pull_secret: Optional[str] = None
+    canary_traffic_percent: Optional[int] = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value):
+        if value is not None and (not _DNS_LABEL.fullmatch(value) or value.startswith("kube-")):
+            raise ValueError("namespace must be a DNS label (1-63 lowercase letters, digits or '-') and not a "
+                             "kube-* system namespace")
+        return value
+
+    @field_validator("replicas", "max_replicas")
+    @classmethod
+    def _replicas(cls, value):
+        if value is not None and not 1 <= value <= 100:
+            raise ValueError("replicas must be 1-100")
+        return value
+
+    @field_validator("cpu_target_percent")
+    @classmethod
+    def _cpu_target(cls, value):
+        if value is not None and not 1 <= value <= 100:
+            raise ValueError("cpu_target_percent must be 1-100")
+        return value
+
+    @field_validator("canary_traffic_percent")
+    @classmethod
+    def _canary(cls, value):
+        if value is not None and not 0 <= value <= 100:
+            raise ValueError("canary_traffic_percent must be 0-100")
+        return value
+
+    @field_validator("ingress_host")
+    @classmethod
+    def _ingress_host(cls, value):
+        if value is not None:
+            name = value[2:] if value.startswith("*.") else value
+            if not _DNS_SUBDOMAIN.fullmatch(name) or _IPV4_LIKE.fullmatch(name):
+                raise ValueError("ingress_host must be a DNS host name (e.g. iris.home.lan or *.home.lan): "
+                                 "lowercase letters, digits, '-' and '.', no scheme, port, path or IP address")
+        return value
+
+    @field_validator("ingress_class", "image_pull_secret")
+    @classmethod
+    def _object_name(cls, value, info):
+        return value if value is None else _k8s_name(value, info.field_name)
 
     @field_validator("cpus")
     @classmethod
@@ -124,6 +189,16 @@ class DeploySettings(_Settings):
     ready_timeout: float = 180
     target: str = "docker"
     serving: str = "bento+gateway"
+    namespace: str = "home-mlops"
+    replicas: int = 1
+    max_replicas: int = 3
+    cpu_target_percent: int = 80
+
+    @model_validator(mode="after")
+    def _replica_bounds(self):
+        if self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas})")
+        return self
 
     @field_validator("port")
     @classmethod
@@ -158,7 +233,7 @@ class DeploySettings(_Settings):
                            "use --serving bento+gateway, bento or fastapi (HOME_MLOPS_SERVING, or serving: in "
                            "jobs/projects.yaml)")
         host_cpus = os.cpu_count() or 1
-        if self.cpus > host_cpus:
+        if self.target == "docker" and self.cpus > host_cpus:  # a cluster's nodes are not this host
             raise BadInput(f"cpus {self.cpus:g} is more than this host has ({host_cpus})",
                            f"0.01-{host_cpus}", "lower --cpus (HOME_MLOPS_CPUS) or the app's cpus in jobs/projects.yaml")
 
@@ -188,7 +263,8 @@ def _file_defaults(path: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for item in _load_yaml(path) or []:
         if isinstance(item, dict) and isinstance(item.get("defaults"), dict):
-            found.update({k: v for k, v in item["defaults"].items() if k in SETTING_KEYS and k != "port"})
+            found.update({k: v for k, v in item["defaults"].items()
+                          if k in SETTING_KEYS + K8S_SETTING_KEYS and k != "port"})
     return found
 
 
@@ -251,7 +327,8 @@ def projects_file() -> Path | None:
     return path if path and path.is_file() else None
 
 
-_NUMBER_FIELDS = {"port": int, "cpus": float, "ready_timeout": float}
+_NUMBER_FIELDS = {"port": int, "cpus": float, "ready_timeout": float, "replicas": int, "max_replicas": int,
+                  "cpu_target_percent": int, "canary_traffic_percent": int}
 
 
 def _number_from_text(field: str, value: Any) -> Any:
@@ -282,5 +359,6 @@ def resolve_settings(app: str, overrides: dict[str, Any], projects: Path | None 
     except ValidationError as exc:
         raise BadInput(f"deploy settings of app {app!r}: {_describe(exc, '')}",
                        "--port 1-65535, --bind an IPv4 address, --cpus 0.01-1024, --memory like 2g, "
-                       "--ready-timeout 1-3600 s, --target docker, --serving bento+gateway, bento or fastapi",
+                       "--ready-timeout 1-3600 s, --target docker or k8s, --serving bento+gateway, bento or fastapi "
+                       "(the k8s target's settings: docs/kubernetes.md)",
                        "fix the option, its HOME_MLOPS_* variable or the app's entry in jobs/projects.yaml") from None
