@@ -25,6 +25,23 @@
  *                 match is a substring of the script applies; its json is
  *                 written to $HOME_MLOPS_JSON (or rule.file) in the workspace.
  *     recordEnv   false: leave the environment out of the records (big runs)
+ *     supersededAt  a milestone ordinal: a newer build of the same job passes it
+ *                 before this run gets there (the race milestones guard against), so
+ *                 this run is aborted on reaching it (pipeline-milestone-step)
+ *
+ * Where Jenkins' behaviour matters, the stand-ins follow its sources:
+ *   sh        `/bin/sh -xe -c script` in real mode (durable-task on Unix; dash on Debian)
+ *   withEnv   EnvVars.overrideAll (workflow-basic-steps EnvStep): values are set as
+ *             given, never expanded ($VAR expands only in the shell); an empty value
+ *             removes the variable; NAME+SUFFIX=v prepends v to NAME with ':'; an
+ *             entry without '=' is an error
+ *   readJSON  pipeline-utility-steps: json-lib objects (net.sf.json.JSONObject /
+ *             JSONArray, JSON null as JSONNull, decimals as Double; stand-ins in
+ *             stubs/), or with returnPojo: true LinkedHashMap / ArrayList / null
+ *   stages    declarative: `when { expression / environment / not / allOf / anyOf }`
+ *             skips a stage (recorded as skipped: 'when'); after a failure the
+ *             later stages are skipped (skipped: 'failure'); post conditions run
+ *             in Jenkins' order (always, aborted|failure|success, cleanup)
  */
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
@@ -37,6 +54,11 @@ import java.util.concurrent.Future
 
 class StepError extends RuntimeException {
     StepError(String message) { super(message) }
+}
+
+/** The build was aborted (FlowInterruptedException in Jenkins): a newer build passed a milestone. */
+class AbortError extends StepError {
+    AbortError(String message) { super(message) }
 }
 
 /** State of one pipeline run. */
@@ -56,6 +78,7 @@ class Run {
     String failedStage
     List<String> stageStack = []
     List<String> locks = []
+    int milestones = 0
 
     Map record(String step, List args, Map extra = [:]) {
         Map entry = [step: step, args: Harness.plain(args), stage: stageStack ? stageStack[-1] : null,
@@ -191,8 +214,51 @@ class StagesDsl {
 class StageDsl {
     String name
     Closure body
+    Closure when
 
     void steps(Closure c) { body = c }
+
+    void when(Closure c) { when = c }
+}
+
+/**
+ * The declarative `when {}` conditions this project uses; all must hold (as in Jenkins).
+ * An unknown condition is a MissingMethodException, never taken as true.
+ */
+class WhenDsl {
+    Run run
+    List<Boolean> results = []
+
+    static boolean evaluate(Run run, Closure c) {
+        WhenDsl d = new WhenDsl(run: run)
+        c.delegate = d
+        c.resolveStrategy = Closure.DELEGATE_FIRST
+        c()
+        return !d.results.contains(false)
+    }
+
+    void expression(Closure c) {
+        // the closure sees the pipeline's variables (env, params, currentBuild) through its owner
+        results << (c() as boolean)
+    }
+
+    void environment(Map a) {
+        results << (run.env[a.name.toString()] == a.value?.toString())
+    }
+
+    void not(Closure c) { results << !evaluate(run, c) }
+
+    void allOf(Closure c) { results << evaluate(run, c) }
+
+    void anyOf(Closure c) {
+        WhenDsl d = new WhenDsl(run: run)
+        c.delegate = d
+        c.resolveStrategy = Closure.DELEGATE_FIRST
+        c()
+        results << d.results.contains(true)
+    }
+
+    void beforeAgent(boolean ignored) {}
 }
 
 class PostDsl {
@@ -266,6 +332,44 @@ class Harness {
         return o
     }
 
+    /** hudson.EnvVars.override: empty removes, NAME+SUFFIX prepends, never expands. */
+    static void override(Map<String, String> env, String key, String value) {
+        if (value == null || value.isEmpty()) {
+            env.remove(key)
+            return
+        }
+        int plus = key.indexOf('+')
+        if (plus > 0) {
+            String real = key.substring(0, plus)
+            String before = env[real]
+            env[real] = before == null ? value : value + ':' + before
+            return
+        }
+        env[key] = value
+    }
+
+    /** What pipeline-utility-steps' readJSON returns for parsed JSON (see the header). */
+    Object jsonLib(Object o, boolean pojo) {
+        if (o == null) {
+            // the json-lib stand-ins come from stubs/, through the library's class loader
+            return pojo ? null : loader.loadClass('net.sf.json.JSONNull').getInstance()
+        }
+        if (o instanceof Map) {
+            Map m = pojo ? new LinkedHashMap() : (Map) loader.loadClass('net.sf.json.JSONObject').newInstance()
+            ((Map) o).each { k, v -> m[k.toString()] = jsonLib(v, pojo) }
+            return m
+        }
+        if (o instanceof List) {
+            List l = pojo ? new ArrayList() : (List) loader.loadClass('net.sf.json.JSONArray').newInstance()
+            ((List) o).each { l.add(jsonLib(it, pojo)) }
+            return l
+        }
+        if (o instanceof BigDecimal) {
+            return ((BigDecimal) o).doubleValue()
+        }
+        return o
+    }
+
     File repo
     GroovyClassLoader loader
     Map<String, Class> vars = [:]
@@ -302,12 +406,18 @@ class Harness {
         b.setVariable('error', { Object m -> r.record('error', [m]); throw new StepError(m.toString()) })
         b.setVariable('withEnv', { List l, Closure body ->
             r.record('withEnv', [l])
+            for (Object o : l) {
+                if (o.toString().indexOf('=') < 0) {
+                    // EnvStep's constructor
+                    throw new IllegalArgumentException(o.toString())
+                }
+            }
             Map saved = new LinkedHashMap(r.env)
             try {
                 for (Object o : l) {
                     String s = o.toString()
                     int i = s.indexOf('=')
-                    r.env[s.substring(0, i)] = s.substring(i + 1)
+                    override(r.env, s.substring(0, i), s.substring(i + 1))
                 }
                 return body()
             } finally {
@@ -347,7 +457,7 @@ class Harness {
         b.setVariable('readJSON', { Map a ->
             r.record('readJSON', [a])
             String text = a.text != null ? a.text.toString() : r.file(a.file.toString()).getText('UTF-8')
-            return copy(new JsonSlurper().parseText(text))
+            return jsonLib(new JsonSlurper().parseText(text), a.returnPojo == true)
         })
         b.setVariable('readFile', { Object a ->
             String path = (a instanceof Map ? a.file : a).toString()
@@ -401,6 +511,23 @@ class Harness {
             }
         })
         b.setVariable('properties', { Object a -> r.record('properties', [a]); null })
+        // pipeline-milestone-step: ordinals count up in a build; a build that reaches a milestone
+        // a newer build has already passed is aborted
+        b.setVariable('milestone', { Object a ->
+            Map m = a instanceof Map ? (Map) a : [ordinal: a]
+            int ordinal = m.ordinal != null ? (m.ordinal as int) : r.milestones + 1
+            if (ordinal <= r.milestones) {
+                throw new StepError("Invalid ordinal ${ordinal}, as the previous one was ${r.milestones}")
+            }
+            r.milestones = ordinal
+            int newer = r.cfg.supersededAt != null ? (r.cfg.supersededAt as int) : Integer.MAX_VALUE
+            r.record('milestone', [m], [ordinal: ordinal, aborted: ordinal >= newer])
+            if (ordinal >= newer) {
+                r.log << "Superseded by a newer build (milestone ${ordinal})".toString()
+                throw new AbortError("Superseded by a newer build at milestone ${ordinal}".toString())
+            }
+            null
+        })
         b.setVariable('pipeline', { Closure c -> runPipeline(r, c) })
         vars.each { String name, Class cls ->
             Script s = InvokerHelper.createScript(cls, b)
@@ -424,27 +551,31 @@ class Harness {
         c.delegate = p
         c.resolveStrategy = Closure.DELEGATE_FIRST
         c()
-        boolean failed = false
+        String result = 'SUCCESS'
         for (StageDsl s : p.stages) {
-            if (failed) {
-                r.record('stage', [s.name], [skipped: true])
+            if (result != 'SUCCESS') {
+                r.log << "Stage \"${s.name}\" skipped due to earlier failure(s)".toString()
+                r.record('stage', [s.name], [skipped: 'failure'])
                 continue
             }
             try {
+                if (s.when != null && !WhenDsl.evaluate(r, s.when)) {
+                    r.log << "Stage \"${s.name}\" skipped due to when conditional".toString()
+                    r.record('stage', [s.name], [skipped: 'when'])
+                    continue
+                }
                 runStage(r, s.name, s.body ?: {})
             } catch (Throwable e) {
-                failed = true
+                result = e instanceof AbortError ? 'ABORTED' : 'FAILURE'
                 r.failedStage = s.name
                 r.failure = e instanceof StepError ? e.message : "${e.getClass().name}: ${e.message}".toString()
-                r.currentBuild.result = 'FAILURE'
-                r.currentBuild.currentResult = 'FAILURE'
-                r.log << "ERROR: ${e.message}".toString()
+                r.currentBuild.result = result
+                r.currentBuild.currentResult = result
+                r.log << "${result == 'ABORTED' ? 'Aborted' : 'ERROR'}: ${e.message}".toString()
             }
         }
-        if (!failed) {
-            r.currentBuild.result = 'SUCCESS'
-        }
-        List<String> order = ['always', failed ? 'failure' : 'success', 'cleanup']
+        r.currentBuild.result = result
+        List<String> order = ['always', result.toLowerCase(), 'cleanup']
         for (String cond : order) {
             Closure block = p.post.blocks[cond]
             if (block == null) {
@@ -486,7 +617,7 @@ class Harness {
             out.returned = plain(returned)
             out.result = r.currentBuild.result ?: 'SUCCESS'
         } catch (Throwable e) {
-            out.result = 'FAILURE'
+            out.result = e instanceof AbortError ? 'ABORTED' : 'FAILURE'
             r.failure = r.failure ?: (e instanceof StepError ? e.message : "${e.getClass().name}: ${e.message}".toString())
             if (!(e instanceof StepError)) {
                 out.exception = e.getClass().name

@@ -33,6 +33,10 @@ class CliEnv implements Serializable {
         if (options.trackingUri) {
             envList.add("MLFLOW_TRACKING_URI=${options.trackingUri}".toString())
         }
+        if (options.from) {
+            // an earlier step's result file: the CLI takes the resolved run from it instead of resolving again
+            envList.add("${StepOptions.FROM_ENV}=${options.from}".toString())
+        }
         envList.add("HOME_MLOPS_JSON=${options.jsonFile}".toString())
         String helper = helperPath(options)
         if (helper) {

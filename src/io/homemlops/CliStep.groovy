@@ -38,6 +38,11 @@ class CliStep implements Serializable {
             if (spec.locksPort) {
                 // one deploy per port at a time across every job of this Jenkins (issue 13)
                 steps.lock(resource: StepOptions.lockResource(opts)) {
+                    if (opts.milestone) {
+                        // inside the lock: of two builds of one job queued on it, an older one that
+                        // gets it after a newer one is aborted here instead of deploying over it
+                        steps.milestone(label: "${spec.step} ${opts.app}".toString())
+                    }
                     status = runScript(script, credentialsId)
                 }
             } else {
@@ -98,7 +103,8 @@ class CliStep implements Serializable {
         if (!steps.fileExists(file)) {
             return null
         }
-        def parsed = steps.readJSON(file: file)
+        // returnPojo: plain LinkedHashMap/ArrayList with real nulls, not json-lib's JSONObject/JSONNull
+        def parsed = steps.readJSON(file: file, returnPojo: true)
         return (parsed instanceof Map) ? (Map) parsed : null
     }
 

@@ -35,7 +35,10 @@ class StepOptions implements Serializable {
         serving     : 'HOME_MLOPS_SERVING',
     ]
 
-    static final List<String> BOOLEAN_OPTIONS = ['push', 'force', 'ensureHelper']
+    /** The CLI variable of option from: (docs/cli-contract.md, --from PATH). */
+    static final String FROM_ENV = 'HOME_MLOPS_FROM'
+
+    static final List<String> BOOLEAN_OPTIONS = ['push', 'force', 'ensureHelper', 'milestone']
     static final List<String> MAP_OPTIONS = ['registryCredentials']
     // a port is digits only: it names the Jenkins lock resource before the CLI sees it
     private static final String PORT = /[0-9]{1,5}/
@@ -70,6 +73,12 @@ class StepOptions implements Serializable {
         if (spec.buildStep) {
             d.push = true
             d.force = false
+        }
+        if (spec.takesFrom) {
+            d.from = ''
+        }
+        if (spec.deploySettings) {
+            d.milestone = false
         }
         return d
     }

@@ -18,16 +18,19 @@ class StepSpec implements Serializable {
     final boolean locksPort    // runs under lock(resource: 'home-mlops-port-<port>')
     final boolean usesRegistry // pulls or pushes images (a build step only when it pushes)
     final boolean appFlag      // the command takes --app (the others read APP_NAME from the environment)
+    final boolean takesFrom    // option from: an earlier step's result file (HOME_MLOPS_FROM), no second resolve
 
     static final List<String> ALL_PARAMETERS = ['app', 'experimentId', 'runId', 'nas', 'registry']
 
     static final StepSpec BENTO_BUILD = new StepSpec(step: 'bentoBuild', command: 'bento-build', kind: 'bento',
-            jsonFile: 'home-mlops-bento.json', jobParameters: ALL_PARAMETERS, buildStep: true, usesRegistry: true)
+            jsonFile: 'home-mlops-bento.json', jobParameters: ALL_PARAMETERS, buildStep: true, usesRegistry: true,
+            takesFrom: true)
     static final StepSpec FASTAPI_BUILD = new StepSpec(step: 'fastapiBuild', command: 'fastapi-build', kind: 'gateway',
-            jsonFile: 'home-mlops-gateway.json', jobParameters: ALL_PARAMETERS, buildStep: true, usesRegistry: true)
+            jsonFile: 'home-mlops-gateway.json', jobParameters: ALL_PARAMETERS, buildStep: true, usesRegistry: true,
+            takesFrom: true)
     static final StepSpec DEPLOY = new StepSpec(step: 'deployApp', command: 'deploy', kind: 'deploy',
             jsonFile: 'home-mlops-deploy.json', jobParameters: ALL_PARAMETERS, deploySettings: true, locksPort: true,
-            usesRegistry: true)
+            usesRegistry: true, takesFrom: true)
     // undeploy names the app only; it talks to Docker, never to a registry
     static final StepSpec UNDEPLOY = new StepSpec(step: 'undeployApp', command: 'undeploy', kind: 'undeploy',
             jsonFile: 'home-mlops-undeploy.json', jobParameters: ['app'], locksPort: true, appFlag: true)
@@ -43,5 +46,6 @@ class StepSpec implements Serializable {
         this.locksPort = fields.locksPort ?: false
         this.usesRegistry = fields.usesRegistry ?: false
         this.appFlag = fields.appFlag ?: false
+        this.takesFrom = fields.takesFrom ?: false
     }
 }

@@ -49,12 +49,24 @@ class Summary implements Serializable {
         return before ? "${before}\n${line}".toString() : line
     }
 
-    /** The post-success summary of the whole pipeline. */
+    /**
+     * The post-success summary of the whole pipeline. {@code frontDoor} is fastapi-build's result:
+     * the gateway (bento+gateway) or the standalone server (fastapi, result role 'server').
+     * An image line appears only for a build that ran (a serving mode skips the other).
+     */
     @NonCPS
-    static String success(Map bento, Map gateway, Map deployment) {
-        List<String> lines = ['home-mlops: deployed ' + (text(deployment?.app) ?: text(bento?.app))]
-        lines.add('  bento image:   ' + text(bento?.image) + (text(bento?.digest) ? " @ ${text(bento?.digest)}" : ''))
-        lines.add('  gateway image: ' + text(gateway?.image) + (text(gateway?.digest) ? " @ ${text(gateway?.digest)}" : ''))
+    static String success(Map bento, Map frontDoor, Map deployment) {
+        List<String> lines = ['home-mlops: deployed ' + (text(deployment?.app) ?: text(bento?.app) ?: text(frontDoor?.app))]
+        if (text(deployment?.serving)) {
+            lines.add('  serving:       ' + text(deployment?.serving))
+        }
+        if (text(bento?.image)) {
+            lines.add('  bento image:   ' + imageText(bento))
+        }
+        if (text(frontDoor?.image)) {
+            String label = text(frontDoor?.role) == 'server' ? 'server image: ' : 'gateway image:'
+            lines.add("  ${label} ${imageText(frontDoor)}".toString())
+        }
         lines.add('  url:           ' + text(deployment?.url) + '/predict')
         if (text(deployment?.local_url)) {
             lines.add('  on this host:  ' + text(deployment?.local_url) + '/predict')
@@ -69,6 +81,11 @@ class Summary implements Serializable {
         return lines.join('\n')
     }
 
+    @NonCPS
+    private static String imageText(Map result) {
+        return text(result?.image) + (text(result?.digest) ? " @ ${text(result?.digest)}" : '')
+    }
+
     /** "models:/<name>@<alias> = version <v>, run <id>" when RUN_ID named a registered model version. */
     @NonCPS
     static String registered(Map result) {
@@ -78,6 +95,12 @@ class Summary implements Serializable {
         }
         Map m = (Map) model
         return "${text(m.uri)} = version ${text(m.version)}, run ${text(m.run_id)}".toString()
+    }
+
+    /** The post-aborted line: a newer build passed a milestone first, or a user stopped the build. */
+    @NonCPS
+    static String aborted(String stage) {
+        return "home-mlops: ABORTED in stage '${stage ?: 'unknown'}': superseded by a newer build of this job (milestone) or stopped by a user".toString()
     }
 
     @NonCPS
