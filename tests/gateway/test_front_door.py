@@ -279,5 +279,6 @@ def test_the_smoke_tests_row_count_uses_the_envelope_parser():
     assert row_count({"dataframe_split": {"columns": COLS, "data": ROWS}}) == 2
     assert row_count({"dataframe_records": RECORDS}) == 2
     assert row_count({"inputs": {c: [1.0, 2.0, 3.0] for c in COLS}}) == 3
-    assert row_count(RECORDS[0]) == 1
+    assert row_count({"instances": [[1, 2]]}) == 1
+    assert row_count(RECORDS[0]) is None and row_count({"other": 1}) is None  # cannot tell without the names
     assert row_count({"inputs": {"a": [1], "b": [1, 2]}}) is None

@@ -91,7 +91,7 @@ def row_count(payload: Any) -> int | None:
             lengths = {len(v) for v in value.values()}
             return lengths.pop() if len(lengths) == 1 else None
         return 1
-    return 1 if isinstance(value, dict) else None
+    return None  # a flat record or junk: without the signature's names it cannot tell
 
 
 def read_columns(payload: Any, shape: Shape) -> RawColumns:
