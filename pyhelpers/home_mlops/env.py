@@ -58,3 +58,12 @@ JENKINS_URL = EnvVar("HOME_MLOPS_JENKINS_URL", _text, None,
 JENKINS_USER = EnvVar("HOME_MLOPS_JENKINS_USER", _text, None, "The Jenkins user `home-mlops jenkins` acts as.")
 JENKINS_TOKEN = EnvVar("HOME_MLOPS_JENKINS_TOKEN", _text, None,
                        "That user's API token (never a password; only ever read from the environment).")
+
+# The front door (read inside the gateway / standalone server image by gateway/settings.py, which
+# cannot import this module: declared here for the docs table)
+MAX_IN_FLIGHT = EnvVar("HOME_MLOPS_MAX_IN_FLIGHT", int, 32,
+                       "Predictions a front door runs at once; more wait in its queue.")
+MAX_QUEUE = EnvVar("HOME_MLOPS_MAX_QUEUE", int, 128,
+                   "Requests that may wait for a prediction slot; past that a quick 503 with Retry-After.")
+QUEUE_TIMEOUT = EnvVar("HOME_MLOPS_QUEUE_TIMEOUT", float, 1.0,
+                       "Seconds a request may wait for a prediction slot before a 503 with Retry-After.")
