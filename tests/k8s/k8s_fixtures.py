@@ -6,12 +6,12 @@ import hashlib
 from pathlib import Path
 
 from home_mlops.deploy.app_settings import load_apps, resolve_settings
-from home_mlops.k8s.render import ROLES, ClusterRelease, RoleImage
+from home_mlops.k8s.render import SERVING_ROLES, ClusterRelease, RoleImage
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECTS = REPO / "jobs" / "projects.yaml"
 APPS = list(load_apps(PROJECTS))
-MODES = list(ROLES)
+MODES = list(SERVING_ROLES)
 REGISTRY = "127.0.0.1:5000/home-mlops"
 
 
@@ -23,7 +23,7 @@ def release_for(app: str, serving: str, *, run_id: str = "0123456789abcdef012345
                 smoke: dict | None = None) -> ClusterRelease:
     tag = f"{run_id[:12]}-5c040e66"
     images = []
-    for role in ROLES[serving]:
+    for role in SERVING_ROLES[serving]:
         ref = f"{REGISTRY}/{app}-{role}:{tag}"
         labels = {"io.homemlops.app": app, "io.homemlops.role": role, "io.homemlops.run-id": run_id,
                   "io.homemlops.experiment-id": "2", "io.homemlops.model-id": "m-" + "a" * 32,

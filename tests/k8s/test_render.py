@@ -15,7 +15,7 @@ import yaml
 from home_mlops.errors import BadInput
 from home_mlops.k8s import kserve
 from home_mlops.k8s.render import (
-    CONTAINER_PORTS, FRONT_DOOR, FRONT_DOOR_PORT, HEADER, ROLES, SCHEMA_VERSION, render, to_yaml, write,
+    CONTAINER_PORTS, FRONT_DOOR, FRONT_DOOR_PORT, HEADER, SERVING_ROLES, SCHEMA_VERSION, render, to_yaml, write,
 )
 from k8s_fixtures import APPS, MODES, release_for, settings_for
 
@@ -46,7 +46,7 @@ def test_every_app_and_mode_passes_the_schema_in_strict_mode(app, serving):
         strict_validate(obj)
     # one Deployment, Service and PDB per role of the mode (contract: bento / gateway / server)
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        assert sorted(o["metadata"]["name"] for o in kinds[kind]) == sorted(f"{app}-{r}" for r in ROLES[serving])
+        assert sorted(o["metadata"]["name"] for o in kinds[kind]) == sorted(f"{app}-{r}" for r in SERVING_ROLES[serving])
 
 
 def test_the_validator_is_strict_enough_to_catch_a_broken_object():
@@ -198,7 +198,7 @@ def test_kserve_inference_service(serving):
     strict_validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "predictor"}, "spec": pod_part})
     # the front door is KServe's now: no Deployment, Service, HPA of its own; a model server stays plain
     deployments = sorted(o["metadata"]["name"] for o in kinds.get("Deployment", []))
-    assert deployments == [f"{app}-{r}" for r in ROLES[serving] if r != FRONT_DOOR[serving]]
+    assert deployments == [f"{app}-{r}" for r in SERVING_ROLES[serving] if r != FRONT_DOOR[serving]]
     assert "HorizontalPodAutoscaler" not in kinds
     for obj in objects:
         if obj["kind"] != "InferenceService":

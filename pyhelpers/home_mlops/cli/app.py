@@ -187,6 +187,7 @@ def _register_optional_commands() -> None:
         ("home_mlops.cli.build", "register", None),
         ("home_mlops.cli.platform", "platform_app", "platform"),
         ("home_mlops.jenkins.ops", "jenkins_app", "jenkins"),
+        ("home_mlops.cli.k8s", "k8s_app", "k8s"),
     ):
         try:
             mod = __import__(module, fromlist=[attr])

@@ -32,7 +32,8 @@ from home_mlops.errors import DeployFailed, HomeMlopsError, NotFound
 from home_mlops.k8s import rollout
 from home_mlops.k8s.cluster import Cluster
 from home_mlops.k8s.render import (
-    FRONT_DOOR, LABEL_APP, LABEL_ROLE, LABEL_SERVING, MANAGED_SELECTOR, READY_PATH, ClusterRelease, object_name, render, selector_labels,
+    FRONT_DOOR, LABEL_APP, LABEL_ROLE, LABEL_SERVING, MANAGED_SELECTOR, READY_PATH, ClusterRelease, object_name,
+    render, selector_labels,
 )
 
 LOG_LINES = 20

@@ -14,7 +14,7 @@ from home_mlops import console
 from home_mlops.build.stages import image_ref
 from home_mlops.deploy.specs import validate_image_ref
 from home_mlops.errors import BadInput, NotFound
-from home_mlops.k8s.render import DIGEST, ROLES, ClusterRelease, RoleImage
+from home_mlops.k8s.render import DIGEST, SERVING_ROLES, ClusterRelease, RoleImage
 from home_mlops.params import JobParams
 from home_mlops.resolve.resolver import ResolvedModel
 
@@ -81,7 +81,7 @@ def cluster_release(params: JobParams, resolved: ResolvedModel, serving: str,
     """The run's release in ``serving`` mode: its images (digests from ``results``, else the registry)."""
     results = results or {}
     images = []
-    for role in ROLES[serving]:
+    for role in SERVING_ROLES[serving]:
         ref = image_ref(params, role, resolved)
         digest = results.get(ref)
         if digest:
@@ -92,7 +92,7 @@ def cluster_release(params: JobParams, resolved: ResolvedModel, serving: str,
         images.append(RoleImage(role, ref, digest, identity_labels(params.app, role, resolved)))
     unused = sorted(set(results) - {image.ref for image in images})
     if unused:
-        console.warn(f"build results not used (not this run's {'/'.join(ROLES[serving])} images): {', '.join(unused)}")
+        console.warn(f"build results not used (not this run's {'/'.join(SERVING_ROLES[serving])} images): {', '.join(unused)}")
     smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
     return ClusterRelease(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "", serving,
                           tuple(images), smoke)

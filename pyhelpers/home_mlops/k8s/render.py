@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from home_mlops.deploy.app_settings import DeploySettings, memory_bytes
+from home_mlops.deploy.app_settings import FRONT_DOOR, SERVING_ROLES, DeploySettings, memory_bytes
 from home_mlops.deploy.specs import (
     GATEWAY_CPUS, GATEWAY_MEMORY, LABEL_APP, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_ROLE, LABEL_RUN, STOP_TIMEOUT,
 )
@@ -32,9 +32,6 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_SERVING = "io.homemlops.serving"  # an annotation: '+' is not allowed in a label value
 MANAGED_SELECTOR = f"{MANAGED_BY}={FIELD_MANAGER}"
 
-# Which images a serving mode runs, model server first (it must be up before the front door answers).
-ROLES = {"bento+gateway": ("bento", "gateway"), "bento": ("bento",), "fastapi": ("server",)}
-FRONT_DOOR = {"bento+gateway": "gateway", "bento": "bento", "fastapi": "server"}
 CONTAINER_PORTS = {"bento": 3000, "gateway": 8000, "server": 8000}
 FRONT_DOOR_PORT = 80  # the Service port of the front door (what an Ingress or the API server proxy calls)
 PORT_NAME = "http"
@@ -80,7 +77,7 @@ class ClusterRelease:
             if image.role == role:
                 return image
         raise BadInput(f"no {role} image for app {self.app!r} (serving {self.serving})",
-                       f"images for the roles {', '.join(ROLES[self.serving])}",
+                       f"images for the roles {', '.join(SERVING_ROLES[self.serving])}",
                        "build them first (bento-build / fastapi-build) or give their results with --from")
 
     @property
@@ -89,7 +86,7 @@ class ClusterRelease:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return ROLES[self.serving]
+        return SERVING_ROLES[self.serving]
 
     @property
     def tag(self) -> str:
@@ -295,9 +292,9 @@ def namespace(settings: DeploySettings) -> k8s.V1Namespace:
 
 def check_release(release: ClusterRelease) -> None:
     """Digests must be digests: the kubelet pulls by them, and a tag alone could move under a running app."""
-    if release.serving not in ROLES:
+    if release.serving not in SERVING_ROLES:
         raise BadInput(f"serving mode {release.serving!r} has no Kubernetes layout",
-                       f"one of {', '.join(ROLES)}", "set serving in jobs/projects.yaml or --serving")
+                       f"one of {', '.join(SERVING_ROLES)}", "set serving in jobs/projects.yaml or --serving")
     for role in release.roles:
         image = release.image(role)
         if not DIGEST.fullmatch(image.digest or ""):

@@ -16,6 +16,15 @@ from home_mlops.params import JobParams
 from home_mlops.resolve.resolver import ResolvedModel
 
 
+def k8s_settings(app: str | None, target: str | None, namespace: str | None) -> DeploySettings | None:
+    """The app's settings when its target is k8s (the option, HOME_MLOPS_TARGET or projects.yaml), else None:
+    how `undeploy`, `status` and `deploy --rollback` pick their target."""
+    from home_mlops.deploy.app_settings import resolve_settings
+
+    settings = resolve_settings(app or "", {"target": target, "namespace": namespace})
+    return settings if settings.target == "k8s" else None
+
+
 def deploy_run(params: JobParams, resolve: Callable[[], ResolvedModel], settings: DeploySettings,
                cluster: Cluster | None = None) -> tuple[ResolvedModel, dict[str, Any]]:
     """Deploy the run's images (digests from the registry) in the app's serving mode. The cluster
