@@ -7,12 +7,11 @@ is printed as it comes, one timestamped line each, prefixed by the stage.
 ``--log-format json`` prints one JSON object per line (time, level, stage,
 message, fields) for log collectors. Everything goes to stderr (stdout is kept
 for ``--json -``), every value is printed literally, and every line passes
-through the one scrubber (deploy_probe.scrub) with the secrets of this
+through the one scrubber (redact.scrub) with the secrets of this
 environment, so a registry password never reaches a log.
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
@@ -23,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
+from home_mlops.redact import scrub, secret_values
+
 MODES = ("rich", "plain", "json")
-# Environment variables whose values are secrets: scrubbed from every line printed or written.
-SECRET_NAMES = ("*PASSWORD*", "*PASSWD*", "*_TOKEN", "*_TOKEN_*", "*SECRET*", "*_API_KEY", "DOCKER_AUTH_CONFIG")
 # ANSI escape sequences and the other control characters a tool may print (progress bars, colours).
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f]")
 
@@ -87,16 +86,8 @@ def failed_stage() -> str:
     return _settings.failed_stage
 
 
-def secret_values(environ: dict[str, str] | None = None) -> list[str]:
-    source = os.environ if environ is None else environ
-    return [value for name, value in source.items()
-            if value and any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_NAMES)]
-
-
 def clean(text: str) -> str:
     """One line as it may be logged: secrets scrubbed, no control characters."""
-    from home_mlops.deploy.probe import scrub
-
     return _ESCAPES.sub("", scrub(str(text), secret_values()))
 
 

@@ -14,7 +14,7 @@ import re
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from home_mlops import console
+from home_mlops import console, redact
 from home_mlops.errors import HomeMlopsError, PushFailed
 from home_mlops.build.docker_build import INPUTS_LABEL
 from home_mlops.platform.host import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
@@ -39,9 +39,8 @@ def auth_for(ref: str) -> dict | None:
 
 
 def scrub(text: str, auth: dict | None) -> str:
-    if auth and auth.get("password"):
-        text = text.replace(auth["password"], "***")
-    return text
+    """``text`` through the one scrubber, with this login's password as a known secret."""
+    return redact.scrub(text, [(auth or {}).get("password")])
 
 
 def remote_digest(ref: str, auth: dict | None) -> str | None:

@@ -7,7 +7,6 @@ from another PID namespace.
 """
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -15,12 +14,11 @@ from home_mlops import console
 from home_mlops.deploy.specs import LOOPBACK
 from home_mlops.errors import DeployFailed
 from home_mlops.gateway.envelope import row_count
+from home_mlops.redact import scrub
 
 DEPLOY_ID_HEADER = "X-Home-Mlops-Deploy-Id"
 SMOKE_BURST = 16  # fresh connections to the public port that must all succeed before the old gateway stops
 KEEP_SERVING = "the previous deployment is still serving"
-
-_SECRET_RE = re.compile(r"(?i)((?:password|passwd|secret|token|api[_-]?key|authorization)\s*[=:]\s*)\S+")
 
 
 def http_client():
@@ -29,13 +27,6 @@ def http_client():
     # fresh connection per request, no proxies from the environment (loopback only)
     return httpx.Client(trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0),
                         limits=httpx.Limits(max_keepalive_connections=0))
-
-
-def scrub(text: str, secrets_: list[str]) -> str:
-    for value in secrets_:
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return _SECRET_RE.sub(r"\1***", text)
 
 
 def log_tail(container, lines: int = 15, secrets_: list[str] | None = None) -> str:
