@@ -7,6 +7,7 @@ import typer
 
 from home_mlops import console, output
 from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
+from home_mlops.cli.k8s import NamespaceOpt
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_model_name
 from home_mlops.platform.host import BASE_IMAGE
@@ -27,11 +28,11 @@ TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Whe
 ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode (default bento+gateway).")
 
 
-def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving):
+def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving, **extra):
     from home_mlops.deploy.app_settings import resolve_settings
 
     settings = resolve_settings(app, dict(port=port, bind=bind, cpus=cpus, memory=memory,
-                                          ready_timeout=ready_timeout, target=target, serving=serving))
+                                          ready_timeout=ready_timeout, target=target, serving=serving, **extra))
     settings.check_supported()  # exit 2 before anything is resolved or built
     return settings
 
@@ -44,6 +45,32 @@ def _deploy_images(params, bento_image: str | None, gateway_image: str | None, s
                        "give both options")
     release = Release(params.app, params.experiment_id, params.run_id, "", bento_image, gateway_image)
     return deploy(release, settings).to_dict()
+
+
+def _deploy_stage(params, resolved, settings) -> dict[str, Any]:
+    """Deploy a resolved run's images on the app's target: this Docker host, or a cluster (k8s/target.py)."""
+    if settings.target == "k8s":
+        from home_mlops.k8s.target import deploy_run
+
+        return deploy_run(params, lambda: resolved, settings)[1]
+    from home_mlops.build.stages import deploy_stage
+
+    return deploy_stage(params, resolved, settings=settings)
+
+
+def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, images_given: bool) -> dict[str, Any]:
+    """deploy --target k8s: the cluster is asked first, then the run resolved and its pushed images deployed."""
+    from home_mlops.k8s.target import deploy_run
+    from home_mlops.resolve import provenance
+
+    if images_given:
+        raise BadInput("--bento-image / --gateway-image are Docker-target options",
+                       "the run's own pushed images with --target k8s (their digests come from the registry)",
+                       "drop the image options, or deploy with --target docker")
+    require_trusted_registry(params.registry)
+    resolved, result = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered), settings)
+    provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
+    return with_registered(result, registered)
 
 
 ROLES = {"bento_build": "bento", "fastapi_build": "gateway"}
@@ -156,7 +183,7 @@ def register(app: typer.Typer) -> None:
         nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
         port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
         memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
-        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt, namespace: Optional[str] = NamespaceOpt,
         rollback: bool = typer.Option(False, "--rollback", help="Go back to the previous run of --app."),
         bento_image: Optional[str] = typer.Option(
             None, "--bento-image", help="Deploy this model-server image instead of the run's (with --gateway-image)."),
@@ -174,14 +201,21 @@ def register(app: typer.Typer) -> None:
             if rollback:
                 from home_mlops.deploy.switch import rollback as do_rollback
 
+                from home_mlops.k8s.target import k8s_settings, rollback_app
+
                 app = validate_app(app_name or "")
-                result = do_rollback(app).to_dict()
+                cluster = k8s_settings(app, target, namespace)
+                result = rollback_app(app, cluster) if cluster is not None else do_rollback(app).to_dict()
                 provenance.after_rollback(app, result)
                 return result
             params = job_params(app_name, experiment_id, run_id, nas, registry)
-            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving,
+                                 namespace=namespace)
             params, registered = registered_params(params, tracking_uri)
             alias = _promote_alias(promote_alias, registered)
+            if settings.target == "k8s":
+                return _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias,
+                                   bool(bento_image or gateway_image))
             if bento_image or gateway_image:  # given images: each is checked if it has to be pulled
                 result = _deploy_images(params, bento_image, gateway_image, settings)
                 # Written back only where the run is known to live: the registry that named it.
@@ -201,7 +235,8 @@ def register(app: typer.Typer) -> None:
         run_command("deploy", json_path, body)
 
     @app.command()
-    def undeploy(app_name: Optional[str] = AppOpt, json_path: Optional[str] = JsonOpt) -> None:
+    def undeploy(app_name: Optional[str] = AppOpt, target: Optional[str] = TargetOpt,
+                 namespace: Optional[str] = NamespaceOpt, json_path: Optional[str] = JsonOpt) -> None:
         """Stop and remove the app's containers (gateway first, draining in-flight requests)."""
 
         def body() -> dict[str, Any]:
@@ -209,7 +244,15 @@ def register(app: typer.Typer) -> None:
             from home_mlops.deploy.switch import undeploy as do_undeploy
             from home_mlops.params import validate_app
 
+            from home_mlops.k8s.target import k8s_settings, undeploy_app
+
             app = validate_app(app_name or "")
+            cluster = k8s_settings(app, target, namespace)
+            if cluster is not None:
+                result = undeploy_app(app, cluster)
+                if result["removed"]:
+                    provenance.after_undeploy(app)
+                return result
             removed = do_undeploy(app)
             if removed:
                 provenance.after_undeploy(app)
@@ -221,6 +264,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def status(app_name: Optional[str] = typer.Option(None, "--app", help="Only this app."),
+               target: Optional[str] = TargetOpt, namespace: Optional[str] = NamespaceOpt,
                json_path: Optional[str] = JsonOpt) -> None:
         """What is deployed on this Docker host: app, URL, port, run, model, images, health, ready, deployed-at."""
 
@@ -228,7 +272,13 @@ def register(app: typer.Typer) -> None:
             from home_mlops.deploy.status import status as deploy_status
             from home_mlops.params import validate_app
 
-            rows = deploy_status(validate_app(app_name) if app_name else None)
+            from home_mlops.k8s.target import k8s_settings, status as k8s_status
+
+            app = validate_app(app_name) if app_name else None
+            cluster = k8s_settings(app, target, namespace)
+            if cluster is not None:
+                return k8s_status(app, cluster)
+            rows = deploy_status(app)
             for line in status_lines(rows):
                 console.info(line)
             if not rows:
@@ -244,7 +294,7 @@ def register(app: typer.Typer) -> None:
         base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
         port: Optional[str] = PortOpt, bind: Optional[str] = BindOpt, cpus: Optional[str] = CpusOpt,
         memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
-        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt,
+        target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt, namespace: Optional[str] = NamespaceOpt,
         model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
         json_path: Optional[str] = JsonOpt,
     ) -> None:
@@ -253,12 +303,13 @@ def register(app: typer.Typer) -> None:
         def body() -> dict[str, Any]:
             import time
 
-            from home_mlops.build.stages import bento_build as bento_stage, deploy_stage, fastapi_build as gateway_stage
+            from home_mlops.build.stages import bento_build as bento_stage, fastapi_build as gateway_stage
 
             from home_mlops.resolve import provenance
 
             params = job_params(app_name, experiment_id, run_id, nas, registry)
-            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving)
+            settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving,
+                                 namespace=namespace)
             require_trusted_registry(params.registry)  # the deploy stage pulls from it: refused before building
             params, registered = registered_params(params, tracking_uri)
             alias = _promote_alias(promote_alias, registered)
@@ -277,7 +328,7 @@ def register(app: typer.Typer) -> None:
             _write_back_push(resolved, registered, tracking_uri, "bento", bento)
             gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
             _write_back_push(resolved, registered, tracking_uri, "gateway", gateway)
-            deployed = timed("deploy", 4, lambda: deploy_stage(params, resolved, settings=settings))
+            deployed = timed("deploy", 4, lambda: _deploy_stage(params, resolved, settings))
             provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), deployed, alias)
             console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")
             bento, gateway, deployed = (with_registered(r, registered) for r in (bento, gateway, deployed))

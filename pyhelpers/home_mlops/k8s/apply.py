@@ -207,7 +207,7 @@ def rollback(app: str, settings: DeploySettings, cluster: Cluster, *, clock: Clo
     deps = sorted(cluster.deployments(settings.namespace, app_selector(app)), key=lambda d: d.metadata.name)
     targets = []
     for dep in deps:
-        role = (dep.metadata.labels or {}).get(rollout.LABEL_ROLE, "")
+        role = (dep.metadata.labels or {}).get(LABEL_ROLE, "")
         target = rollout.rollback_target(dep, cluster.replica_sets(settings.namespace, role_selector(app, role)))
         if target is not None:
             targets.append((dep, role, target))

@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client import V1Deployment, V1Pod, V1ReplicaSet
 
-from home_mlops.deploy.specs import LABEL_ROLE, LABEL_RUN
+from home_mlops.deploy.specs import LABEL_RUN
 from home_mlops.k8s.render import to_dict
 
 REVISION = "deployment.kubernetes.io/revision"
