@@ -1,9 +1,12 @@
 """Jenkins Job Builder definitions (jobs/): rendered offline with `jenkins-jobs test`.
 
-Two jobs per app: `<app>` (five parameters, the Jenkinsfile, the app's deploy
-settings as environment through the EnvInject job property) and `<app>-undeploy`.
+Everything lives in the `home-mlops` folder, which has a list view (`home-mlops/apps`).
+Two jobs per app: `home-mlops/<app>` (five validated parameters, APP_NAME fixed to the
+app, the Jenkinsfile at the one ref of jobs/defaults.yaml, the app's deploy settings as
+environment through the EnvInject job property) and `home-mlops/<app>-undeploy`.
 
-Golden XML lives in tests/jjb/golden/<job>.xml. After an intended change, regenerate:
+Golden XML lives in tests/jjb/golden/<item>.xml (folder items under golden/home-mlops/).
+After an intended change, regenerate:
     HOME_MLOPS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/jenkins/test_jjb.py
 """
 from __future__ import annotations
@@ -17,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from home_mlops.jenkins import one_ref
+from home_mlops.jenkins.client import FOLDER
+
 REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
 GOLDEN = REPO / "tests" / "jjb" / "golden"
@@ -28,6 +34,7 @@ APPS = [
     "tabular-diabetes-regressor",
 ]
 UNDEPLOY_JOBS = [f"{app}-undeploy" for app in APPS]
+VIEW = f"{FOLDER}/apps"
 PARAMETERS = ["APP_NAME", "EXPERIMENT_ID", "RUN_ID", "NAS", "AR_NAME"]
 SETTINGS_ENV = {
     "port": "HOME_MLOPS_PORT", "cpus": "HOME_MLOPS_CPUS", "memory": "HOME_MLOPS_MEMORY",
@@ -62,10 +69,15 @@ def jenkins_jobs() -> str:
 
 
 def render(jobs_dir: Path, out: Path) -> dict[str, str]:
-    proc = subprocess.run([jenkins_jobs(), "test", str(jobs_dir), "-o", str(out)],
+    """Every rendered item by its full name (folder/name): jobs, the folder and the view."""
+    proc = subprocess.run([jenkins_jobs(), "test", "--config-xml", str(jobs_dir), "-o", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {p.name: p.read_text() for p in sorted(out.iterdir())}
+    return {str(p.parent.relative_to(out)): p.read_text() for p in sorted(out.rglob("config.xml"))}
+
+
+def in_folder(names) -> list[str]:
+    return [f"{FOLDER}/{name}" for name in names]
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +85,42 @@ def rendered(tmp_path_factory) -> dict[str, str]:
     return render(JOBS, tmp_path_factory.mktemp("jjb-out"))
 
 
-def test_a_build_job_and_an_undeploy_job_per_app(rendered):
-    assert sorted(rendered) == sorted(APPS + UNDEPLOY_JOBS)
+def test_a_build_job_and_an_undeploy_job_per_app_in_the_folder(rendered):
+    assert sorted(rendered) == sorted([FOLDER, VIEW] + in_folder(APPS + UNDEPLOY_JOBS))
     assert list(app_settings(JOBS / "projects.yaml")) == APPS
+    assert ET.fromstring(rendered[FOLDER]).tag == "com.cloudbees.hudson.plugins.folder.Folder"
+
+
+def test_the_folder_has_a_list_view_of_the_build_jobs(rendered):
+    import re
+
+    view = ET.fromstring(rendered[VIEW])
+    assert view.tag == "hudson.model.ListView"
+    assert view.findtext("recurse") == "false"  # the folder's own jobs, by their names in the folder
+    regex = re.compile(view.findtext("includeRegex"))  # Java's Pattern.matches on the name in the folder
+    assert [app for app in APPS if regex.fullmatch(app)] == APPS
+    assert not [job for job in UNDEPLOY_JOBS if regex.fullmatch(job)]
+    columns = [c.tag for c in view.find("columns")]
+    assert "hudson.views.BuildButtonColumn" in columns and "hudson.views.LastSuccessColumn" in columns
+
+
+def test_jobs_check_out_the_one_ref(rendered):
+    """The jobs' SCM and the library version (casc.yaml, from start.sh) are the same ref."""
+    one = one_ref.load(JOBS / "defaults.yaml")
+    for app in APPS:
+        root = ET.fromstring(rendered[f"{FOLDER}/{app}"])
+        scm = root.find("definition/scm")
+        assert [b.text for b in scm.findall(".//branches/hudson.plugins.git.BranchSpec/name")] == [one.ref]
+        assert scm.findtext(".//userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url") == one.git_url
+    # and the ref is set nowhere else in jobs/
+    assert sum(f"{one.ref}" == str(v) for p in JOBS.glob("*.yaml") for e in yaml_entries(p)
+               for v in (e.get("defaults") or {}).values()) == 1
+
+
+def yaml_entries(path: Path) -> list[dict]:
+    import yaml
+
+    return [e for e in yaml.safe_load(path.read_text()) or [] if isinstance(e, dict)]
 
 
 def test_every_app_has_a_port_of_its_own():
@@ -105,11 +150,12 @@ def test_a_duplicate_port_is_refused_naming_both_apps(tmp_path):
 def test_matches_golden_xml(rendered):
     if UPDATE:
         GOLDEN.mkdir(parents=True, exist_ok=True)
-        for old in GOLDEN.glob("*.xml"):
+        for old in GOLDEN.rglob("*.xml"):
             old.unlink()
         for name, text in rendered.items():
+            (GOLDEN / f"{name}.xml").parent.mkdir(parents=True, exist_ok=True)
             (GOLDEN / f"{name}.xml").write_text(text)
-    golden = {p.stem: p.read_text() for p in GOLDEN.glob("*.xml")}
+    golden = {str(p.relative_to(GOLDEN))[: -len(".xml")]: p.read_text() for p in GOLDEN.rglob("*.xml")}
     assert sorted(golden) == sorted(rendered), "golden set differs; regenerate with HOME_MLOPS_UPDATE_GOLDEN=1"
     for name, text in rendered.items():
         assert text == golden[name], f"{name} differs from tests/jjb/golden/{name}.xml"
@@ -117,7 +163,7 @@ def test_matches_golden_xml(rendered):
 
 @pytest.mark.parametrize("app", APPS)
 def test_job_gets_the_app_settings_as_environment(rendered, app):
-    root = ET.fromstring(rendered[app])
+    root = ET.fromstring(rendered[f"{FOLDER}/{app}"])
     settings = app_settings(JOBS / "projects.yaml")[app]
     env = injected_env(root)
     assert sorted(env) == sorted(SETTINGS_ENV.values())
@@ -135,25 +181,28 @@ def test_job_gets_the_app_settings_as_environment(rendered, app):
 
 
 def test_per_app_values_differ_where_projects_yaml_says_so(rendered):
-    ports = {app: injected_env(ET.fromstring(rendered[app]))["HOME_MLOPS_PORT"] for app in APPS}
+    ports = {app: injected_env(ET.fromstring(rendered[f"{FOLDER}/{app}"]))["HOME_MLOPS_PORT"] for app in APPS}
     assert len(set(ports.values())) == len(APPS)
-    assert injected_env(ET.fromstring(rendered["tabular-iris-pytorch"]))["HOME_MLOPS_MEMORY"] == "3g"
-    assert injected_env(ET.fromstring(rendered["tabular-iris-xgboost"]))["HOME_MLOPS_MEMORY"] == "2g"
+    assert injected_env(ET.fromstring(rendered[f"{FOLDER}/tabular-iris-pytorch"]))["HOME_MLOPS_MEMORY"] == "3g"
+    assert injected_env(ET.fromstring(rendered[f"{FOLDER}/tabular-iris-xgboost"]))["HOME_MLOPS_MEMORY"] == "2g"
 
 
 @pytest.mark.parametrize("app", APPS)
-def test_job_has_exactly_the_five_parameters_and_the_jenkinsfile(rendered, app):
-    root = ET.fromstring(rendered[app])
+def test_job_has_exactly_the_five_validated_parameters_and_the_jenkinsfile(rendered, app):
+    root = ET.fromstring(rendered[f"{FOLDER}/{app}"])
     assert root.tag == "flow-definition"
     definition = root.find("definition")
     assert definition.get("class") == "org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition"
     assert definition.findtext("scriptPath") == "Jenkinsfile"
     assert definition.find("scm").get("class") == "hudson.plugins.git.GitSCM"
     params = root.findall(".//hudson.model.ParametersDefinitionProperty/parameterDefinitions/*")
-    assert [p.tag for p in params] == ["hudson.model.StringParameterDefinition"] * 5
+    # validated when the build is requested (validating-string-parameter; regexes: test_job_params.py)
+    assert [p.tag for p in params] == [
+        "hudson.plugins.validating__string__parameter.ValidatingStringParameterDefinition"] * 5
     assert [p.findtext("name") for p in params] == PARAMETERS
     by_name = {p.findtext("name"): p for p in params}
     assert by_name["APP_NAME"].findtext("defaultValue") == app
+    assert by_name["APP_NAME"].findtext("regex") == app  # fixed to the job's app
     assert by_name["AR_NAME"].findtext("defaultValue") == "127.0.0.1:5000/home-mlops"
     for name in ("EXPERIMENT_ID", "RUN_ID", "NAS"):
         assert not by_name[name].findtext("defaultValue")
@@ -165,7 +214,7 @@ def test_job_has_exactly_the_five_parameters_and_the_jenkinsfile(rendered, app):
 
 @pytest.mark.parametrize("app", APPS)
 def test_undeploy_job_undeploys_its_own_app_only(rendered, app):
-    root = ET.fromstring(rendered[f"{app}-undeploy"])
+    root = ET.fromstring(rendered[f"{FOLDER}/{app}-undeploy"])
     assert root.tag == "flow-definition"
     definition = root.find("definition")
     assert definition.get("class") == "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition"
@@ -185,7 +234,7 @@ def test_undeploy_job_script_runs_the_step_under_the_port_lock(rendered, tmp_pat
     import runner
 
     app = "tabular-iris-lightgbm"
-    root = ET.fromstring(rendered[f"{app}-undeploy"])
+    root = ET.fromstring(rendered[f"{FOLDER}/{app}-undeploy"])
     script = root.find("definition").findtext("script").replace("@Library('home-mlops') _", "")
     (record,) = runner.run_harness(tmp_path, [{
         "name": "undeploy-job", "target": "code", "code": script, "params": {}, "env": injected_env(root),
@@ -207,11 +256,13 @@ def test_no_template_braces_survive(rendered):
     for name, text in rendered.items():
         assert "{{" not in text and "}}" not in text, name
         # doubled braces in the template became single ones, and every {var} was substituted
-        if name in APPS:
-            assert "${AR_NAME}/" + name + "-bento" in text
-        else:
+        short = name.rsplit("/", 1)[-1]
+        if short in APPS:
+            assert "${AR_NAME}/" + short + "-bento" in text
+            assert "[0-9]{1,19}" in text  # the EXPERIMENT_ID regex's quantifier
+        elif short in UNDEPLOY_JOBS:
             assert "node {" in text
-        for var in ("{app}", "{registry}", "{git-url}", "{port}", "{cpus}", "{memory}", "{ready_timeout}"):
+        for var in ("{app}", "{registry}", "{git-url}", "{ref}", "{port}", "{cpus}", "{memory}", "{ready_timeout}"):
             assert var not in text, (name, var)
 
 
@@ -224,8 +275,9 @@ def test_adding_an_app_is_one_line(tmp_path):
     assert entry in text
     projects.write_text(text.replace(entry, entry + "      - tabular-wine-classifier: {port: 8006}\n"))
     out = render(jobs, tmp_path / "out")
-    assert sorted(out) == sorted(APPS + UNDEPLOY_JOBS + ["tabular-wine-classifier", "tabular-wine-classifier-undeploy"])
-    root = ET.fromstring(out["tabular-wine-classifier"])
+    assert sorted(out) == sorted([FOLDER, VIEW] + in_folder(
+        APPS + UNDEPLOY_JOBS + ["tabular-wine-classifier", "tabular-wine-classifier-undeploy"]))
+    root = ET.fromstring(out[f"{FOLDER}/tabular-wine-classifier"])
     params = root.findall(".//hudson.model.ParametersDefinitionProperty/parameterDefinitions/*")
     assert [p.findtext("name") for p in params] == PARAMETERS
     assert params[0].findtext("defaultValue") == "tabular-wine-classifier"

@@ -1,10 +1,8 @@
 """`home-mlops jenkins register|build|undeploy|status`: the Jenkins side from the command line.
 
-Configuration comes from the environment only (never options, so a token never
-lands in shell history or a process list):
-  HOME_MLOPS_JENKINS_URL    e.g. http://127.0.0.1:8080/
-  HOME_MLOPS_JENKINS_USER   e.g. admin
-  HOME_MLOPS_JENKINS_TOKEN  that user's API token
+The app jobs live in the `home-mlops` folder (jobs/): `home-mlops/<app>` builds and
+deploys, `home-mlops/<app>-undeploy` removes. Jenkins' address and API token come from
+the environment only (client.py); following a build and its exit code is follow.py.
 python-jenkins and Jenkins Job Builder are imported only inside the commands.
 """
 from __future__ import annotations
@@ -13,15 +11,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from home_mlops import env
 from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unavailable
+from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, JenkinsConfig, build_job, server as make_server,
+                                       translate, undeploy_job)
+from home_mlops.jenkins.follow import trigger_and_follow
 from home_mlops.params import DEFAULT_REGISTRY, validate_app, validate_experiment_id, validate_nas, validate_registry, validate_run_id
 
 jenkins_app = typer.Typer(
@@ -32,37 +32,16 @@ jenkins_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-URL_ENV = "HOME_MLOPS_JENKINS_URL"
-USER_ENV = "HOME_MLOPS_JENKINS_USER"
-TOKEN_ENV = "HOME_MLOPS_JENKINS_TOKEN"
-FINAL_RESULTS = ("SUCCESS", "UNSTABLE", "FAILURE", "NOT_BUILT", "ABORTED")
-
 
 def _err(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
 
-@dataclass(frozen=True)
-class JenkinsConfig:
-    url: str
-    user: str
-    token: str
-
-    @classmethod
-    def from_env(cls) -> "JenkinsConfig":
-        values = {name: os.environ.get(name, "").strip() for name in (URL_ENV, USER_ENV, TOKEN_ENV)}
-        missing = [name for name, value in values.items() if not value]
-        if missing:
-            raise BadInput(
-                f"Jenkins is not configured: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
-                f"{URL_ENV} (e.g. http://127.0.0.1:8080/), {USER_ENV} and {TOKEN_ENV} (that user's API token)",
-                "export them (docker/jenkins/start.sh prints them for the dockerized Jenkins)",
-            )
-        url = values[URL_ENV]
-        if not url.startswith(("http://", "https://")):
-            raise BadInput(f"{URL_ENV} {url!r} is not an http(s) URL", "e.g. http://127.0.0.1:8080/")
-        return cls(url=url.rstrip("/") + "/", user=values[USER_ENV], token=values[TOKEN_ENV])
+def _console(text: str) -> None:
+    """A chunk of a build's console, as it arrives (plain text, never markup)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def repo_root() -> Path:
@@ -76,9 +55,6 @@ def repo_root() -> Path:
             "run from an editable install of the repository, or pass --jobs PATH",
         )
     return root
-
-
-UNDEPLOY_SUFFIX = "-undeploy"
 
 
 def project_apps(jobs_dir: Path) -> list[str]:
@@ -100,38 +76,9 @@ def project_apps(jobs_dir: Path) -> list[str]:
 
 
 def app_jobs(name: str) -> list[str]:
-    """The Jenkins jobs of one app: its build job and its undeploy job (jobs/templates.yaml)."""
-    return [name] if name.endswith(UNDEPLOY_SUFFIX) else [name, name + UNDEPLOY_SUFFIX]
-
-
-def _server(config: JenkinsConfig, timeout: float = 30):
-    import jenkins
-
-    return jenkins.Jenkins(config.url, username=config.user, password=config.token, timeout=timeout)
-
-
-def _translate(exc: Exception, config: JenkinsConfig) -> HomeMlopsError:
-    """python-jenkins / requests errors as the CLI's errors (no traceback)."""
-    import jenkins
-    import requests
-
-    text = str(exc)
-    if isinstance(exc, HomeMlopsError):
-        return exc
-    if isinstance(exc, jenkins.NotFoundException):
-        return NotFound(f"Jenkins at {config.url} answered 404: {text}")
-    if "401" in text or "403" in text or isinstance(exc, jenkins.BadHTTPException) and "auth" in text.lower():
-        return BadInput(
-            f"Jenkins at {config.url} refused user {config.user!r}: {text}",
-            "a valid API token for that user in " + TOKEN_ENV,
-            "create one under <user> > Security > API Token (the dockerized Jenkins writes one at start)",
-        )
-    if isinstance(exc, (requests.exceptions.RequestException, jenkins.TimeoutException, OSError)):
-        return Unavailable(f"Jenkins at {config.url} did not answer: {type(exc).__name__}: {text}",
-                           "a running Jenkins at " + URL_ENV, "start it (docker/jenkins/start.sh) or fix the URL")
-    if isinstance(exc, jenkins.JenkinsException):
-        return Unavailable(f"Jenkins at {config.url} failed: {text}")
-    return HomeMlopsError(f"unexpected error talking to Jenkins: {type(exc).__name__}: {text}")
+    """The Jenkins jobs of one app, folder first: JJB creates the folder before the jobs in it."""
+    app = name[: -len(UNDEPLOY_SUFFIX)] if name.endswith(UNDEPLOY_SUFFIX) else name
+    return [FOLDER, build_job(app), undeploy_job(app)]
 
 
 def _run(body: Callable[[], int | None]) -> None:
@@ -187,7 +134,8 @@ def register(
             validate_app(name)
         with tempfile.TemporaryDirectory(prefix="home-mlops-jjb-") as tmp:
             ini = write_ini(Path(tmp), config)
-            argv = jjb_argv(ini, jobs_dir, [job for name in names or [] for job in app_jobs(name)])
+            selected = list(dict.fromkeys(job for name in names or [] for job in app_jobs(name)))
+            argv = jjb_argv(ini, jobs_dir, selected)
             _err(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
             try:
                 proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -203,10 +151,10 @@ def register(
             tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
             if "401" in proc.stdout or "403" in proc.stdout:
                 raise BadInput(f"Jenkins at {config.url} refused user {config.user!r}: {tail[0]}",
-                               "a valid API token in " + TOKEN_ENV)
+                               "a valid API token in " + env.JENKINS_TOKEN.name)
             if "Connection refused" in proc.stdout or "Max retries" in proc.stdout:
                 raise Unavailable(f"Jenkins at {config.url} did not answer: {tail[0]}",
-                                  "a running Jenkins at " + URL_ENV, "start it with docker/jenkins/start.sh")
+                                  "a running Jenkins at " + env.JENKINS_URL.name, "start it with docker/jenkins/start.sh")
             raise HomeMlopsError(f"jenkins-jobs update failed (exit {proc.returncode}): {tail[0]}",
                                  code=ExitCode.UNAVAILABLE)
         _err(f"ok registered {', '.join(names) if names else 'all jobs of ' + str(jobs_dir)}")
@@ -216,91 +164,6 @@ def register(
 
 
 # ------------------------------------------------------------------------ build
-def follow_console(server, job: str, number: int, *, poll: float, deadline: float,
-                   write: Callable[[str], Any]) -> None:
-    """Stream the build's console to `write` until Jenkins says there is no more."""
-    import requests
-
-    offset = 0
-    url = f"{server.server}job/{_quote(job)}/{number}/logText/progressiveText"
-    while True:
-        response = server.jenkins_request(requests.Request("GET", url, params={"start": offset}))
-        if response.text:
-            write(response.text)
-        offset = int(response.headers.get("X-Text-Size", offset + len(response.content)))
-        if response.headers.get("X-More-Data", "").lower() != "true":
-            return
-        if time.monotonic() > deadline:
-            raise Unavailable(f"build #{number} of {job} still running after the timeout",
-                              hint="raise --timeout, or follow it in the Jenkins UI")
-        time.sleep(poll)
-
-
-def _quote(job: str) -> str:
-    from urllib.parse import quote
-
-    return quote(job, safe="")
-
-
-def wait_for_start(server, job: str, queue_id: int, *, poll: float, deadline: float) -> int:
-    while True:
-        item = server.get_queue_item(queue_id)
-        if item.get("cancelled"):
-            raise HomeMlopsError(f"the queued build of {job} was cancelled", code=ExitCode.BUILD_FAILED)
-        executable = item.get("executable") or {}
-        if executable.get("number"):
-            return int(executable["number"])
-        if time.monotonic() > deadline:
-            why = item.get("why") or "still queued"
-            raise Unavailable(f"the build of {job} did not start in time: {why}",
-                              hint="check that Jenkins has a free executor")
-        time.sleep(poll)
-
-
-def wait_for_result(server, job: str, number: int, *, poll: float, deadline: float) -> dict[str, Any]:
-    while True:
-        info = server.get_build_info(job, number)
-        if not info.get("building") and info.get("result") in FINAL_RESULTS:
-            return info
-        if time.monotonic() > deadline:
-            raise Unavailable(f"build #{number} of {job} has no result after the timeout")
-        time.sleep(poll)
-
-
-def trigger_and_follow(config: JenkinsConfig, job: str, parameters: dict[str, str] | None, *,
-                       timeout: float, poll: float, missing_hint: str) -> int:
-    """Trigger ``job`` (with ``parameters``, or none), stream its console to stderr, and
-    return 0 only when it ends SUCCESS (its error otherwise)."""
-    server = _server(config)
-    deadline = time.monotonic() + timeout
-    try:
-        if server.get_job_name(job) is None:
-            raise NotFound(f"Jenkins at {config.url} has no job {job!r}",
-                           "the app's jobs, made from jobs/ by Jenkins Job Builder", missing_hint)
-        queue_id = server.build_job(job, parameters=parameters)
-        _err(f"> {job}: queued (queue item {queue_id})")
-        number = wait_for_start(server, job, queue_id, poll=poll, deadline=deadline)
-        _err(f"> {job} #{number}: {config.url}job/{_quote(job)}/{number}/console")
-        follow_console(server, job, number, poll=poll, deadline=deadline, write=sys.stderr.write)
-        info = wait_for_result(server, job, number, poll=poll, deadline=deadline)
-    except HomeMlopsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - every client error becomes one clear message
-        raise _translate(exc, config) from None
-    result = info.get("result")
-    if result != "SUCCESS":
-        description = (info.get("description") or "").strip()
-        raise HomeMlopsError(
-            f"{job} #{number} finished {result}" + (f" ({description.splitlines()[-1]})" if description else ""),
-            hint=f"see {info.get('url') or config.url}console",
-            code=ExitCode.BUILD_FAILED,
-        )
-    _err(f"ok {job} #{number} SUCCESS")
-    if info.get("description"):
-        _err(info["description"])
-    return 0
-
-
 @jenkins_app.command()
 def build(
     app: str = typer.Option(..., "--app", help="The app; its job has the same name"),
@@ -311,7 +174,8 @@ def build(
     timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait for the build"),
     poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
 ) -> None:
-    """Trigger the app's job with the five parameters, follow its console, exit 0 only on SUCCESS."""
+    """Trigger the app's job (home-mlops/<app>) with the five parameters and follow its console live;
+    exit 0 on SUCCESS, else the failing step's home-mlops exit code (4 when the build has none)."""
 
     def body() -> int:
         parameters = {
@@ -322,8 +186,9 @@ def build(
             "AR_NAME": validate_registry(registry.strip() or DEFAULT_REGISTRY),
         }
         return trigger_and_follow(
-            JenkinsConfig.from_env(), app, parameters, timeout=timeout, poll=poll,
-            missing_hint="run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)")
+            JenkinsConfig.from_env(), build_job(parameters["APP_NAME"]), parameters, timeout=timeout, interval=poll,
+            missing_hint="run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)",
+            write=_console, say=_err)
 
     _run(body)
 
@@ -334,23 +199,48 @@ def undeploy(
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the build"),
     poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
 ) -> None:
-    """Run the app's `<app>-undeploy` job (no parameters), follow its console, exit 0 only on SUCCESS."""
+    """Run the app's `home-mlops/<app>-undeploy` job (no parameters), follow its console, exit 0 only on SUCCESS."""
 
     def body() -> int:
         name = validate_app(app.strip())
         return trigger_and_follow(
-            JenkinsConfig.from_env(), name + UNDEPLOY_SUFFIX, None, timeout=timeout, poll=poll,
-            missing_hint=f"run `home-mlops jenkins register {name}` (the app must be in jobs/projects.yaml)")
+            JenkinsConfig.from_env(), undeploy_job(name), None, timeout=timeout, interval=poll,
+            missing_hint=f"run `home-mlops jenkins register {name}` (the app must be in jobs/projects.yaml)",
+            write=_console, say=_err)
 
     _run(body)
 
 
 # ----------------------------------------------------------------------- status
+def _plain(text: object) -> str:
+    """A description on one line, control characters shown as '?' (it is text from Jenkins)."""
+    joined = "; ".join(line.strip() for line in str(text or "").splitlines() if line.strip())
+    return "".join(ch if ch.isprintable() else "?" for ch in joined)
+
+
+def last_builds(client, apps: list[str]) -> list[tuple[str, str, str, str]]:
+    """(app, '#N' or '-', result, description) of each app's build job's last build."""
+    rows = []
+    for app in apps:
+        job = build_job(app)
+        if client.get_job_name(job) is None:
+            rows.append((app, "-", "NOT REGISTERED", ""))
+            continue
+        last = client.get_job_info(job).get("lastBuild") or {}
+        if not last.get("number"):
+            rows.append((app, "-", "NEVER BUILT", ""))
+            continue
+        info = client.get_build_info(job, int(last["number"]))
+        result = "RUNNING" if info.get("building") else str(info.get("result"))
+        rows.append((app, f"#{last['number']}", result, _plain(info.get("description"))))
+    return rows
+
+
 @jenkins_app.command()
 def status(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="JJB folder whose apps to list (default: jobs/)"),
 ) -> None:
-    """List the app jobs and the result of their last build."""
+    """List each app and the result of its last build (job home-mlops/<app>)."""
 
     def body() -> int:
         config = JenkinsConfig.from_env()
@@ -358,27 +248,16 @@ def status(
             apps = project_apps((jobs or repo_root() / "jobs").resolve())
         except HomeMlopsError:
             apps = []
-        server = _server(config)
-        rows: list[tuple[str, str, str, str]] = []
+        client = make_server(config)
         try:
-            names = apps or [job["name"] for job in server.get_jobs()]
-            for name in names:
-                if server.get_job_name(name) is None:
-                    rows.append((name, "-", "NOT REGISTERED", ""))
-                    continue
-                job = server.get_job_info(name)
-                last = job.get("lastBuild") or {}
-                if not last.get("number"):
-                    rows.append((name, "-", "NEVER BUILT", ""))
-                    continue
-                info = server.get_build_info(name, int(last["number"]))
-                result = "RUNNING" if info.get("building") else str(info.get("result"))
-                summary = (info.get("description") or "").strip().replace("\n", "; ")
-                rows.append((name, f"#{last['number']}", result, summary))
+            if not apps:  # no jobs/ here: the build jobs Jenkins has in the folder
+                listed = (client.get_job_info(FOLDER) or {}).get("jobs") or []
+                apps = [str(j["name"]) for j in listed if not str(j.get("name", "")).endswith(UNDEPLOY_SUFFIX)]
+            rows = last_builds(client, apps)
         except Exception as exc:  # noqa: BLE001
-            raise _translate(exc, config) from None
+            raise translate(exc, config) from None
         width = max([len(r[0]) for r in rows] + [3])
-        print(f"{'JOB'.ljust(width)}  {'BUILD':<7} {'RESULT':<15} DESCRIPTION")
+        print(f"{'APP'.ljust(width)}  {'BUILD':<7} {'RESULT':<15} DESCRIPTION")
         for name, number, result, summary in rows:
             print(f"{name.ljust(width)}  {number:<7} {result:<15} {summary}")
         return 0
