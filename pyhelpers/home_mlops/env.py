@@ -61,7 +61,7 @@ PLATFORM_DIR = EnvVar("HOME_MLOPS_PLATFORM_DIR", _text, None,
                       "/var/lib/home-mlops as root, else ~/.local/share/home-mlops-platform.")
 ARTIFACT_ROOT = EnvVar("HOME_MLOPS_ARTIFACT_ROOT", _text, None,
                        "Where `home-mlops train` logs artifacts when it creates an experiment; default: "
-                       "<state>/mlartifacts.")
+                       "<state>/mlruns.")
 DEBUG = EnvVar("HOME_MLOPS_DEBUG", _flag, False,
                "Set to 1 to let an unexpected error (a bug) raise with its traceback.")
 
@@ -103,12 +103,12 @@ TARGET = EnvVar("HOME_MLOPS_TARGET", _text, None, "`--target`: where to deploy, 
 SERVING = EnvVar("HOME_MLOPS_SERVING", _text, None,
                  "`--serving`: the serving mode (bento+gateway, bento, fastapi); default: bento+gateway.")
 PORT = EnvVar("HOME_MLOPS_PORT", _text, None, "`--port`: the app's public port; default: 8000.")
-BIND = EnvVar("HOME_MLOPS_BIND", _text, None, "`--bind`: the address the public port binds; default: 127.0.0.1.")
+BIND = EnvVar("HOME_MLOPS_BIND", _text, None, "`--bind`: the address the public port binds; default: 0.0.0.0 (every address).")
 CPUS = EnvVar("HOME_MLOPS_CPUS", _text, None, "`--cpus`: CPUs of the model server; default: 1.")
 MEMORY = EnvVar("HOME_MLOPS_MEMORY", _text, None, "`--memory`: memory of the model server; default: 2g.")
 READY_TIMEOUT = EnvVar("HOME_MLOPS_READY_TIMEOUT", _text, None,
-                       "`--ready-timeout`: seconds a new deployment may take to become ready. Inside the "
-                       "gateway: seconds its /readyz waits for the model server.")
+                       "`--ready-timeout`: seconds a new deployment may take to become ready (default 180). Inside the "
+                       "gateway: seconds its /readyz waits for the model server (default 2).")
 
 # Kubernetes target (home-mlops k8s ...)
 NAMESPACE = EnvVar("HOME_MLOPS_NAMESPACE", _text, None, "`--namespace`: the cluster namespace.")

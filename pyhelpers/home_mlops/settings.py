@@ -10,7 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
-STATE_ENV = "HOME_MLOPS_HOME"
+from home_mlops import env
+
+STATE_ENV = env.HOME.name
 
 
 def project_root() -> Path | None:
@@ -23,9 +25,9 @@ def project_root() -> Path | None:
 
 
 def state_dir() -> Path:
-    env = os.environ.get(STATE_ENV)
-    if env:
-        path = Path(env).expanduser()
+    explicit = env.HOME.get()
+    if explicit:
+        path = Path(explicit).expanduser()
     else:
         root = project_root()
         path = root / "home-mlops-state" if root else Path.home() / ".local/share/home-mlops"
@@ -61,8 +63,8 @@ def builds_dir() -> Path:
 
 
 def bentoml_home() -> Path:
-    return Path(os.environ.get("BENTOML_HOME") or state_dir() / "bentoml")
+    return Path(env.BENTOML_HOME.get() or state_dir() / "bentoml")
 
 
 def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    return explicit or env.MLFLOW_TRACKING_URI.get() or default_tracking_uri()

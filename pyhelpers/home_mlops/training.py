@@ -6,7 +6,6 @@ a local artifact folder in the state folder (no server needed).
 """
 from __future__ import annotations
 
-import os
 import runpy
 import sys
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from home_mlops import settings
+from home_mlops import env, settings
 from home_mlops.errors import BadInput, NotFound
 
 EXAMPLE_APPS = (
@@ -47,7 +46,7 @@ def ensure_experiment(name: str) -> str:
     elif mlflow.get_tracking_uri().startswith("sqlite:"):
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        root = os.environ.get("HOME_MLOPS_ARTIFACT_ROOT") or settings.default_artifact_root().as_uri()
+        root = env.ARTIFACT_ROOT.get() or settings.default_artifact_root().as_uri()
         exp_id = SqlAlchemyStore(mlflow.get_tracking_uri(), root).create_experiment(name)
     else:
         exp_id = client.create_experiment(name)

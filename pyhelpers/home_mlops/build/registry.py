@@ -9,12 +9,11 @@ request only: nothing is written to disk or to the result.
 """
 from __future__ import annotations
 
-import os
 import re
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from home_mlops import console, redact
+from home_mlops import console, env, redact
 from home_mlops.errors import HomeMlopsError, PushFailed
 from home_mlops.build.docker_build import INPUTS_LABEL
 from home_mlops.platform.host import REGISTRY_ADDR, docker_client, platform_dir, registry_credentials
@@ -29,7 +28,7 @@ def auth_for(ref: str) -> dict | None:
     """Credentials for ref's registry. Raises BadInput (exit 2) for an untrusted registry,
     so no credential (and, since every contact starts here, no request) ever goes to one."""
     host = require_trusted(ref)
-    user, password = os.environ.get("REGISTRY_USER"), os.environ.get("REGISTRY_PASSWORD")
+    user, password = env.REGISTRY_USER.get(), env.REGISTRY_PASSWORD.get()
     if user and password:
         return {"username": user, "password": password}
     if host == REGISTRY_ADDR and (platform_dir() / "registry" / "password").exists():

@@ -14,18 +14,17 @@ guessed). Docker's legacy Hub name index.docker.io means docker.io, as in Docker
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from home_mlops import console
+from home_mlops import console, env
 from home_mlops.errors import BadInput
 from home_mlops.platform.host import REGISTRY_ADDR
 
 #: Comma-separated host[:port] of the registries home-mlops may push to, pull from or inspect.
-TRUSTED_REGISTRIES_ENV = "HOME_MLOPS_TRUSTED_REGISTRIES"
+TRUSTED_REGISTRIES_ENV = env.TRUSTED_REGISTRIES.name
 DOCKER_HUB = "docker.io"
 _LEGACY_HUB = "index.docker.io"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -92,7 +91,7 @@ def parse_trusted(value: str) -> frozenset[str]:
 
 def docker_config_path() -> Path:
     """The Docker CLI's config file: $DOCKER_CONFIG/config.json, else ~/.docker/config.json."""
-    folder = os.environ.get("DOCKER_CONFIG")
+    folder = env.DOCKER_CONFIG.get()
     return (Path(folder).expanduser() if folder else Path.home() / ".docker") / "config.json"
 
 
@@ -130,7 +129,7 @@ def _config_key_host(key: str) -> str:
 
 
 def trusted_registries() -> TrustedRegistries:
-    raw = os.environ.get(TRUSTED_REGISTRIES_ENV, "")
+    raw = env.TRUSTED_REGISTRIES.get() or ""
     if raw.strip():
         return TrustedRegistries(parse_trusted(raw), f"from {TRUSTED_REGISTRIES_ENV}", from_setting=True)
     path = docker_config_path()
