@@ -143,19 +143,17 @@ def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
 
 
 def wait_container_ready(url: str, container, seconds: float = 180) -> None:
-    """Poll ``url`` (on 127.0.0.1) until 200; AssertionError with the container's last log if it
-    exits or the time runs out."""
-    import httpx
+    """Poll ``url`` (on 127.0.0.1) until 200 with the package's one readiness probe; AssertionError
+    with the container's last log if it exits or the time runs out."""
+    from home_mlops import readiness
 
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+    def stopped() -> None:
         container.reload()
         if container.status == "exited":
-            break
-        time.sleep(1)
-    raise AssertionError(f"{container.name} never got ready:\n{container.logs().decode()[-3000:]}")
+            raise readiness.NotReady(url, "the container exited")
+
+    try:
+        readiness.wait_ready(url, time.monotonic() + seconds, stopped=stopped, poll=1.0)
+    except readiness.NotReady as exc:
+        raise AssertionError(f"{container.name} never got ready ({exc.last}):\n"
+                             f"{container.logs().decode()[-3000:]}") from None

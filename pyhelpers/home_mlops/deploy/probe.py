@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from home_mlops import console
+from home_mlops import console, readiness
 from home_mlops.deploy.specs import LOOPBACK
 from home_mlops.errors import DeployFailed
 from home_mlops.gateway.envelope import row_count
+from home_mlops.readiness import answers, loopback_client  # noqa: F401 - answers: status reads it here
 from home_mlops.redact import scrub
 
 DEPLOY_ID_HEADER = "X-Home-Mlops-Deploy-Id"
@@ -21,12 +22,8 @@ SMOKE_BURST = 16  # fresh connections to the public port that must all succeed b
 KEEP_SERVING = "the previous deployment is still serving"
 
 
-def http_client():
-    import httpx
-
-    # fresh connection per request, no proxies from the environment (loopback only)
-    return httpx.Client(trust_env=False, timeout=httpx.Timeout(5.0, connect=2.0),
-                        limits=httpx.Limits(max_keepalive_connections=0))
+# fresh connection per request, no proxies from the environment (loopback only)
+http_client = loopback_client
 
 
 def log_tail(container, lines: int = 15, secrets_: list[str] | None = None) -> str:
@@ -47,14 +44,6 @@ def container_state(container) -> tuple[str, str | None]:
     return st.get("Status", "unknown"), (st.get("Health") or {}).get("Status")
 
 
-def answers(url: str) -> bool:
-    try:
-        with http_client() as http:
-            return http.get(url, timeout=2).status_code == 200
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def fail_if_stopped(container, what: str, secrets_: list[str], hint: str = KEEP_SERVING) -> None:
     """A container that exited (or is crash-looping) fails the deploy with its last log lines."""
     status, _ = container_state(container)
@@ -66,26 +55,17 @@ def fail_if_stopped(container, what: str, secrets_: list[str], hint: str = KEEP_
 
 def wait_ready(container, url: str, deadline: float, what: str, secrets_: list[str]) -> None:
     """Poll ``url`` until 200; fail early if the container exits."""
-    last = "no answer yet"
-    with http_client() as http:
-        while True:
-            fail_if_stopped(container, f"{what} ({container.name}) stopped before it was ready", secrets_,
-                            f"fix the image for this run; {KEEP_SERVING}")
-            try:
-                resp = http.get(url)
-                if resp.status_code == 200:
-                    return
-                last = f"HTTP {resp.status_code}"
-            except Exception as exc:  # noqa: BLE001
-                last = type(exc).__name__
-            if time.monotonic() > deadline:
-                raise DeployFailed(
-                    f"{what} ({container.name}) was not ready at {url} in time (last: {last}); its last log lines:\n"
-                    + log_tail(container, secrets_=secrets_),
-                    hint="if the model is slow to load, raise --ready-timeout (HOME_MLOPS_READY_TIMEOUT, or the "
-                    f"app's ready_timeout in jobs/projects.yaml); otherwise fix the image; {KEEP_SERVING}",
-                )
-            time.sleep(0.2)
+    try:
+        readiness.wait_ready(url, deadline, stopped=lambda: fail_if_stopped(
+            container, f"{what} ({container.name}) stopped before it was ready", secrets_,
+            f"fix the image for this run; {KEEP_SERVING}"))
+    except readiness.NotReady as exc:
+        raise DeployFailed(
+            f"{what} ({container.name}) was not ready at {url} in time (last: {exc.last}); its last log lines:\n"
+            + log_tail(container, secrets_=secrets_),
+            hint="if the model is slow to load, raise --ready-timeout (HOME_MLOPS_READY_TIMEOUT, or the "
+            f"app's ready_timeout in jobs/projects.yaml); otherwise fix the image; {KEEP_SERVING}",
+        ) from None
 
 
 # how many predictions the smoke test expects: the front door's own scoring-envelope parser
