@@ -1,9 +1,9 @@
-"""Every protocol of the front door over the same checks, against the real model-server stand-in.
+"""Every protocol of the front gateway over the same checks, against the real model-server stand-in.
 
 The stand-in (test_gateway_app.Upstream, a real HTTP server) answers each record's sum,
 so an answer shows exactly which values reached the model. Each test can fail: a
 protocol that drops, reorders or retypes a value, a route that skips a body check, a
-missing Server-Timing stage, or an overloaded door that queues instead of refusing.
+missing Server-Timing stage, or an overloaded gateway that queues instead of refusing.
 """
 from __future__ import annotations
 
@@ -21,26 +21,15 @@ from home_mlops.gateway.backend import STAGES
 from home_mlops.gateway.envelope import row_count
 from home_mlops.gateway.spec import Column, GatewaySpec
 from test_gateway_app import COLS, RECORDS, ROWS, SUMS, Upstream, iris_spec, serve
+import test_gateway_app
 
-APP = "tabular-iris"
+# the module fixtures of the /predict tests, one instance per module here too: a stand-in model
+# server and a front door in front of it (HOME_MLOPS_MAX_BODY_BYTES=65536, HOME_MLOPS_MAX_ROWS=100)
+upstream = test_gateway_app.upstream
+gateway = test_gateway_app.gateway
+
+APP = iris_spec().app
 INFER = f"/v2/models/{APP}/infer"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
-def door(upstream):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HOME_MLOPS_MAX_BODY_BYTES", "65536")
-    mp.setenv("HOME_MLOPS_MAX_ROWS", "100")
-    app = create_app(iris_spec(), upstream.url)
-    mp.undo()
-    with serve(app) as url, httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
-        yield client
 
 
 def v2_request(rows: list[list[float]], datatype: str = "FP64", nested: bool = False) -> dict:
@@ -54,10 +43,10 @@ def v2_request(rows: list[list[float]], datatype: str = "FP64", nested: bool = F
 
 
 @pytest.mark.parametrize("nested", [False, True])
-def test_v2_infer_answers_equal_predict(door, nested):
-    predicted = door.post("/predict", json={"dataframe_split": {"columns": COLS, "data": ROWS}})
+def test_v2_infer_answers_equal_predict(gateway, nested):
+    predicted = gateway.post("/predict", json={"dataframe_split": {"columns": COLS, "data": ROWS}})
     assert predicted.status_code == 200, predicted.text
-    resp = door.post(INFER, json=v2_request(ROWS, nested=nested))
+    resp = gateway.post(INFER, json=v2_request(ROWS, nested=nested))
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model_name"] == APP and body["id"] == "req-1"
@@ -66,8 +55,8 @@ def test_v2_infer_answers_equal_predict(door, nested):
     assert output["shape"] == [len(ROWS)] and output["datatype"] == "FP64"
 
 
-def test_v2_metadata_lists_the_signature_inputs_with_datatypes(door):
-    meta = door.get(f"/v2/models/{APP}").json()
+def test_v2_metadata_lists_the_signature_inputs_with_datatypes(gateway):
+    meta = gateway.get(f"/v2/models/{APP}").json()
     assert meta["name"] == APP and meta["platform"] == "mlflow"
     assert meta["inputs"] == [{"name": c, "datatype": "FP64", "shape": [-1]} for c in COLS]
     assert meta["versions"] == [iris_spec().run_id]
@@ -83,18 +72,18 @@ def test_v2_metadata_maps_every_mlflow_type(upstream):
         ("a", "INT64"), ("b", "INT32"), ("c", "FP32"), ("d", "BOOL"), ("e", "BYTES"), ("f", "BYTES")]
 
 
-def test_v2_health_and_unknown_model(door, upstream):
-    assert door.get("/v2/health/live").json() == {"live": True}
-    assert door.get("/v2/health/ready").json() == {"ready": True}
-    assert door.get(f"/v2/models/{APP}/ready").status_code == 200
+def test_v2_health_and_unknown_model(gateway, upstream):
+    assert gateway.get("/v2/health/live").json() == {"live": True}
+    assert gateway.get("/v2/health/ready").json() == {"ready": True}
+    assert gateway.get(f"/v2/models/{APP}/ready").status_code == 200
     upstream.ready_status = 503
     try:
-        assert door.get("/v2/health/ready").status_code == 503
+        assert gateway.get("/v2/health/ready").status_code == 503
     finally:
         upstream.ready_status = 200
     for path in ("/v2/models/other", "/v2/models/other/ready"):
-        assert door.get(path).status_code == 404 and "other" in door.get(path).json()["error"]
-    assert door.post("/v2/models/other/infer", json=v2_request(ROWS)).status_code == 404
+        assert gateway.get(path).status_code == 404 and "other" in gateway.get(path).json()["error"]
+    assert gateway.post("/v2/models/other/infer", json=v2_request(ROWS)).status_code == 404
 
 
 @pytest.mark.parametrize("change, status", [
@@ -107,49 +96,49 @@ def test_v2_health_and_unknown_model(door, upstream):
     (lambda r: r["inputs"][0].update(shape=[500], data=[1.0] * 500), 413),  # over HOME_MLOPS_MAX_ROWS
     (lambda r: r.update(inputs=[]), 422),
 ])
-def test_v2_infer_refuses_what_predict_refuses(door, upstream, change, status):
+def test_v2_infer_refuses_what_predict_refuses(gateway, upstream, change, status):
     request = v2_request(ROWS)
     change(request)
     before = len(upstream.received)
-    resp = door.post(INFER, json=request)
+    resp = gateway.post(INFER, json=request)
     assert resp.status_code == status, resp.text
     assert resp.json()["error"]
     assert len(upstream.received) == before  # nothing reached the model server
 
 
-def test_v2_missing_column_names_the_field(door):
+def test_v2_missing_column_names_the_field(gateway):
     request = v2_request(ROWS)
     request["inputs"] = request["inputs"][:3]
-    resp = door.post(INFER, json=request)
+    resp = gateway.post(INFER, json=request)
     assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == COLS[3]
 
 
 # --------------------------------------------------------------------------- /invocations
 
 
-def test_invocations_json_and_csv_answer_like_predict(door):
+def test_invocations_json_and_csv_answer_like_predict(gateway):
     csv_body = ",".join(COLS) + "\n" + "\n".join(",".join(str(v) for v in r) for r in ROWS) + "\n"
     answers = [
-        door.post("/invocations", json={"dataframe_split": {"columns": COLS, "data": ROWS}}),
-        door.post("/invocations", json={"dataframe_records": RECORDS}),
-        door.post("/invocations", json={"inputs": ROWS, "params": {"ignored": 1}}),  # no params schema: ignored
-        door.post("/invocations", content=csv_body.encode(), headers={"content-type": "text/csv"}),
-        door.post("/invocations", content=csv_body.encode(), headers={"content-type": "text/csv; charset=utf-8"}),
+        gateway.post("/invocations", json={"dataframe_split": {"columns": COLS, "data": ROWS}}),
+        gateway.post("/invocations", json={"dataframe_records": RECORDS}),
+        gateway.post("/invocations", json={"inputs": ROWS, "params": {"ignored": 1}}),  # no params schema: ignored
+        gateway.post("/invocations", content=csv_body.encode(), headers={"content-type": "text/csv"}),
+        gateway.post("/invocations", content=csv_body.encode(), headers={"content-type": "text/csv; charset=utf-8"}),
     ]
     for resp in answers:
         assert resp.status_code == 200, resp.text
         assert resp.json() == {"predictions": SUMS}
 
 
-def test_invocations_errors_have_mlflows_shape(door):
-    bad = door.post("/invocations", json={"dataframe_records": [dict(RECORDS[0], **{COLS[1]: "x"})]})
+def test_invocations_errors_have_mlflows_shape(gateway):
+    bad = gateway.post("/invocations", json={"dataframe_records": [dict(RECORDS[0], **{COLS[1]: "x"})]})
     assert bad.status_code == 400  # MLflow answers a record that does not fit with 400 BAD_REQUEST
     assert bad.json()["error_code"] == "BAD_REQUEST" and COLS[1] in bad.json()["message"]
     assert bad.json()["errors"][0]["field"] == COLS[1]
-    csv_bad = door.post("/invocations", content=(",".join(COLS) + "\n1,2,three,4\n").encode(),
+    csv_bad = gateway.post("/invocations", content=(",".join(COLS) + "\n1,2,three,4\n").encode(),
                         headers={"content-type": "text/csv"})
     assert csv_bad.status_code == 400 and COLS[2] in csv_bad.json()["message"]
-    wrong_type = door.post("/invocations", content=b"a,b", headers={"content-type": "text/plain"})
+    wrong_type = gateway.post("/invocations", content=b"a,b", headers={"content-type": "text/plain"})
     assert wrong_type.status_code == 415 and wrong_type.json()["error_code"] == "BAD_REQUEST"
     assert "text/csv" in wrong_type.json()["message"]
 
@@ -173,10 +162,10 @@ def _stages(header: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"(\w+);dur=([0-9.]+)", header)}
 
 
-def test_server_timing_on_every_answer_with_the_five_stages(door):
-    answers = [door.post("/predict", json=RECORDS[0]), door.post("/invocations", json={"inputs": ROWS}),
-               door.post(INFER, json=v2_request(ROWS)), door.post("/predict", json={"x": 1}),
-               door.get("/healthz"), door.get("/nowhere")]
+def test_server_timing_on_every_answer_with_the_five_stages(gateway):
+    answers = [gateway.post("/predict", json=RECORDS[0]), gateway.post("/invocations", json={"inputs": ROWS}),
+               gateway.post(INFER, json=v2_request(ROWS)), gateway.post("/predict", json={"x": 1}),
+               gateway.get("/healthz"), gateway.get("/nowhere")]
     for resp in answers:
         stages = _stages(resp.headers["server-timing"])
         assert list(stages) == list(STAGES), resp.headers["server-timing"]
@@ -186,10 +175,10 @@ def test_server_timing_on_every_answer_with_the_five_stages(door):
     assert refused["predict"] == 0  # refused before it reached the model
 
 
-def test_metrics_have_the_stage_histograms_and_process_figures(door):
-    door.post("/predict", json=RECORDS[0])
-    door.post(INFER, json=v2_request(ROWS))
-    families = {f.name: f for f in text_string_to_metric_families(door.get("/metrics").text)}
+def test_metrics_have_the_stage_histograms_and_process_figures(gateway):
+    gateway.post("/predict", json=RECORDS[0])
+    gateway.post(INFER, json=v2_request(ROWS))
+    families = {f.name: f for f in text_string_to_metric_families(gateway.get("/metrics").text)}
     counts = {(s.labels["endpoint"], s.labels["stage"]): s.value
               for s in families["gateway_stage_duration_seconds"].samples if s.name.endswith("_count")}
     for stage in STAGES:
@@ -200,18 +189,18 @@ def test_metrics_have_the_stage_histograms_and_process_figures(door):
 # --------------------------------------------------------------------------- docs offline
 
 
-def test_docs_and_redoc_name_no_external_host_and_every_asset_answers(door):
+def test_docs_and_redoc_name_no_external_host_and_every_asset_answers(gateway):
     for page in ("/docs", "/redoc"):
-        html = door.get(page)
+        html = gateway.get(page)
         assert html.status_code == 200
         assert not re.search(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html.text), html.text  # no external host
         assets = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
         assert any(a.endswith(".js") for a in assets), html.text
         for asset in assets:
-            resp = door.get(asset)
+            resp = gateway.get(asset)
             assert resp.status_code == 200 and len(resp.content) > 100, asset
-    assert door.get("/docs/assets/..%2f..%2fapp.py").status_code == 404
-    assert door.get("/docs/assets/spec.py").status_code == 404
+    assert gateway.get("/docs/assets/..%2f..%2fapp.py").status_code == 404
+    assert gateway.get("/docs/assets/spec.py").status_code == 404
 
 
 # --------------------------------------------------------------------------- overload
@@ -260,19 +249,19 @@ HOSTILE = {
 
 @pytest.mark.parametrize("route", ["/predict", "/invocations", INFER])
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_bodies_on_every_route(door, upstream, route, case):
+def test_hostile_bodies_on_every_route(gateway, upstream, route, case):
     raw, content_type, status = HOSTILE[case]
     if route == INFER and case in ("NaN", "junk keys"):  # the same values in V2's shape
         raw = {"NaN": b'{"inputs": [{"name": "%s", "shape": [1], "datatype": "FP64", "data": [NaN]}]}' % COLS[0].encode(),
                "junk keys": json.dumps({"inputs": [{"name": f"k{i}", "shape": [1], "datatype": "FP64", "data": [1]}
                                                    for i in range(300)]}).encode()}[case]
     before = len(upstream.received)
-    resp = door.post(route, content=raw, headers={"content-type": content_type})
+    resp = gateway.post(route, content=raw, headers={"content-type": content_type})
     expected = 400 if (route == "/invocations" and status == 422) else status  # MLflow's BAD_REQUEST
     assert resp.status_code == expected, (case, resp.text[:300])
     assert len(resp.content) < 2000 and "Traceback" not in resp.text
     assert len(upstream.received) == before
-    assert door.post(route, json=v2_request(ROWS) if route == INFER else {"inputs": ROWS}).status_code == 200
+    assert gateway.post(route, json=v2_request(ROWS) if route == INFER else {"inputs": ROWS}).status_code == 200
 
 
 def test_the_smoke_tests_row_count_uses_the_envelope_parser():

@@ -14,8 +14,8 @@ Each step is timed into the request's ``Timing`` (Server-Timing, /metrics).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,7 +27,7 @@ from .envelope import RawColumns, Shape, read_columns
 from .errors import InputError
 from .metrics import TIMING, Metrics
 from .overload import Admission
-from .rawbody import JSON, decode_json
+from .rawbody import JSON, BodyRefused, decode_json
 from .settings import Settings
 from .spec import GatewaySpec
 
@@ -45,8 +45,31 @@ def timing_of(request: Request) -> Timing:
     return timing
 
 
-def retry_headers(exc: BackendError) -> dict[str, str] | None:
-    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+@dataclass(frozen=True)
+class Problem:
+    """Why a request got no predictions, for a protocol to render in its own error shape."""
+
+    status: int
+    message: str
+    errors: list[dict[str, Any]] | None = None
+    #: what the backend adds (request_id, error_class, upstream_status)
+    extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, exc: Exception) -> "Problem":
+        if isinstance(exc, BodyRefused):
+            return cls(exc.status, exc.message)
+        if isinstance(exc, InputError):
+            return cls(exc.status, exc.detail, exc.errors)
+        if isinstance(exc, BackendError):
+            headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+            return cls(exc.status, exc.detail, extra=exc.extra, headers=headers)
+        return cls(502, f"the model's answer cannot be written as JSON ({exc})")
+
+
+#: what a route reads its request into, and how it writes the predictions and a Problem
+ReadInputs = Callable[[Request, Timing], Awaitable[Inputs]]
 
 
 @dataclass
@@ -127,6 +150,19 @@ class Front:
             raise InputError(422, "invalid input: a number is not finite (NaN or Infinity); "
                                   "JSON numbers must be finite") from None
         return Inputs({}, count, self._params(params if isinstance(params, dict) else None), tensor=payload)
+
+    async def respond(self, request: Request, read: ReadInputs, write: Callable[[list], bytes],
+                      refuse: Callable[[Problem], Response]) -> Response:
+        """The one request pipeline every predicting route runs: read, predict, write; or refuse."""
+        timing = timing_of(request)
+        try:
+            inputs = await read(request, timing)
+            predictions = await self.predict(inputs, timing)
+            with timing.stage("serialize"):
+                content = write(predictions)
+        except (BodyRefused, InputError, BackendError, jsonio.NotSerializable) as exc:
+            return refuse(Problem.of(exc))
+        return json_response(content)
 
     async def predict(self, inputs: Inputs, timing: Timing) -> list:
         try:

@@ -12,13 +12,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from . import jsonio
-from .backend import BackendError
+from .backend import Inputs, Timing
 from .csvbody import read_csv
 from .errors import InputError, short
-from .front import Front, json_response, retry_headers, timing_of
+from .front import Front, Problem, json_response
 from .openapi import invocations_request_body, invocations_responses
 from .rawbody import BodyRefused, check_content_type
+from .routes_predict import predictions_body
 
 CSV = "text/csv"
 #: MLflow's error codes (mlflow.protos.databricks_pb2) by our HTTP status
@@ -26,13 +26,14 @@ ERROR_CODES = {400: "BAD_REQUEST", 413: "BAD_REQUEST", 415: "BAD_REQUEST", 422: 
                502: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE", 504: "INTERNAL_ERROR"}
 
 
-def mlflow_error(status: int, message: str, **extra) -> Response:
+def mlflow_error(problem: Problem) -> Response:
     """MLflow's error shape; a 422 (a record that does not fit) is MLflow's 400 BAD_REQUEST."""
-    headers = extra.pop("headers", None)
-    status = 400 if status == 422 else status
+    status = 400 if problem.status == 422 else problem.status
     body = {"error_code": ERROR_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"),
-            "message": message, **{k: v for k, v in extra.items() if v is not None}}
-    return json_response(body, status, headers)
+            "message": problem.message, **problem.extra}
+    if problem.errors is not None:
+        body["errors"] = problem.errors
+    return json_response(body, status, problem.headers)
 
 
 def _csv_media(header: str | None) -> bool:
@@ -49,6 +50,30 @@ def _csv_media(header: str | None) -> bool:
 def add_invocations_route(app: FastAPI, front: Front, record_model) -> None:
     types = {name: col.type for name, col in zip(front.spec.column_names, front.spec.inputs)}
 
+    async def read(request: Request, timing: Timing) -> Inputs:
+        with timing.stage("parse"):
+            content_type = request.headers.get("content-type")
+            is_csv = _csv_media(content_type)
+            if not is_csv:
+                try:
+                    check_content_type(content_type)
+                except BodyRefused as exc:
+                    raise BodyRefused(415, exc.message.replace("send the body as JSON with",
+                                                               "send the body as JSON or CSV with")
+                                      .replace("'Content-Type: application/json'",
+                                               "'Content-Type: application/json' or 'text/csv'")) from None
+            raw = await front.read_body(request)
+            if not is_csv:
+                payload = front.decode(raw)
+            else:
+                text = _csv_text(raw)
+        if not is_csv:
+            return front.inputs(payload, timing, front.invocations_shape)
+        if front.validator is None:
+            raise InputError(415, "this model takes tensors: send JSON ({\"inputs\": [...]}), not CSV")
+        with timing.stage("validate"):
+            return front.validated(read_csv(text, front.shape, types))
+
     @app.post(
         "/invocations",
         summary="Predict, MLflow scoring server protocol (JSON or CSV)",
@@ -56,43 +81,7 @@ def add_invocations_route(app: FastAPI, front: Front, record_model) -> None:
         responses=invocations_responses(),
     )
     async def invocations(request: Request) -> Response:
-        timing = timing_of(request)
-        try:
-            with timing.stage("parse"):
-                content_type = request.headers.get("content-type")
-                is_csv = _csv_media(content_type)
-                if not is_csv:
-                    try:
-                        check_content_type(content_type)
-                    except BodyRefused as exc:
-                        raise BodyRefused(415, exc.message.replace("send the body as JSON with",
-                                                                   "send the body as JSON or CSV with")
-                                          .replace("'Content-Type: application/json'",
-                                                   "'Content-Type: application/json' or 'text/csv'")) from None
-                raw = await front.read_body(request)
-                if is_csv:
-                    text = _csv_text(raw)
-                else:
-                    payload = front.decode(raw)
-            if is_csv:
-                if front.validator is None:
-                    raise InputError(415, "this model takes tensors: send JSON ({\"inputs\": [...]}), not CSV")
-                with timing.stage("validate"):
-                    inputs = front.validated(read_csv(text, front.shape, types))
-            else:
-                inputs = front.inputs(payload, timing, front.invocations_shape)
-            predictions = await front.predict(inputs, timing)
-            with timing.stage("serialize"):
-                body = b'{"predictions":' + jsonio.dumps(predictions) + b"}"
-        except BodyRefused as exc:
-            return mlflow_error(exc.status, exc.message)
-        except InputError as exc:
-            return mlflow_error(exc.status, exc.detail, errors=exc.errors)
-        except BackendError as exc:
-            return mlflow_error(exc.status, exc.detail, headers=retry_headers(exc), **exc.extra)
-        except jsonio.NotSerializable as exc:
-            return mlflow_error(502, f"the model's answer cannot be written as JSON ({exc})")
-        return json_response(body)
+        return await front.respond(request, read, predictions_body, mlflow_error)
 
 
 def _csv_text(raw: bytes) -> str:

@@ -9,14 +9,30 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from . import jsonio
-from .backend import BackendError
-from .errors import InputError
-from .front import Front, json_response, retry_headers, timing_of
+from .backend import Inputs, Timing
+from .front import Front, Problem, json_response
 from .openapi import scoring_request_body, scoring_responses
-from .rawbody import BodyRefused, check_content_type
+from .rawbody import check_content_type
+
+
+def predictions_body(predictions: list) -> bytes:
+    """``{"predictions": [...]}``: the answer of /predict and of MLflow's /invocations."""
+    return b'{"predictions":' + jsonio.dumps(predictions) + b"}"
 
 
 def add_predict_route(app: FastAPI, front: Front, record_model) -> None:
+    async def read(request: Request, timing: Timing) -> Inputs:
+        with timing.stage("parse"):
+            check_content_type(request.headers.get("content-type"))
+            payload = front.decode(await front.read_body(request))
+        return front.inputs(payload, timing)
+
+    def refuse(problem: Problem) -> Response:
+        body = {"detail": problem.message, **problem.extra}
+        if problem.errors is not None:
+            body["errors"] = problem.errors
+        return json_response(body, problem.status, problem.headers)
+
     @app.post(
         "/predict",
         summary="Predict with the deployed model",
@@ -24,21 +40,4 @@ def add_predict_route(app: FastAPI, front: Front, record_model) -> None:
         responses=scoring_responses(),
     )
     async def predict(request: Request) -> Response:
-        timing = timing_of(request)
-        try:
-            with timing.stage("parse"):
-                check_content_type(request.headers.get("content-type"))
-                payload = front.decode(await front.read_body(request))
-            inputs = front.inputs(payload, timing)
-            predictions = await front.predict(inputs, timing)
-            with timing.stage("serialize"):
-                body = b'{"predictions":' + jsonio.dumps(predictions) + b"}"
-        except BodyRefused as exc:
-            return json_response({"detail": exc.message}, exc.status)
-        except InputError as exc:
-            return json_response(exc.body(), exc.status)
-        except BackendError as exc:
-            return json_response({"detail": exc.detail, **exc.extra}, exc.status, retry_headers(exc))
-        except jsonio.NotSerializable as exc:
-            return json_response({"detail": f"the model's answer cannot be written as JSON ({exc})"}, 502)
-        return json_response(body)
+        return await front.respond(request, read, predictions_body, refuse)

@@ -19,11 +19,11 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from . import jsonio
-from .backend import BackendError, Inputs
+from .backend import Inputs, Timing
 from .envelope import MISSING, RawColumns
 from .errors import InputError, short
-from .front import Front, json_response, retry_headers, timing_of
-from .rawbody import BodyRefused, check_content_type
+from .front import Front, Problem, json_response
+from .rawbody import check_content_type
 from .spec import GatewaySpec
 
 #: MLflow column type -> V2 datatype
@@ -221,36 +221,34 @@ def add_v2_routes(app: FastAPI, front: Front) -> str:
     async def model(model: str) -> Response:
         return unknown(model) if model != spec.app else json_response(metadata)
 
+    async def read(request: Request, timing: Timing) -> Inputs:
+        with timing.stage("parse"):
+            check_content_type(request.headers.get("content-type"))
+            body = front.decode(await front.read_body(request))
+        with timing.stage("validate"):
+            read = read_infer(body, front)
+            inputs = read if isinstance(read, Inputs) else front.validated(read)
+        request_id = body.get("id") if isinstance(body.get("id"), str) else uuid.uuid4().hex
+        wanted = body.get("outputs")
+        names = {o.get("name") for o in wanted if isinstance(o, dict)} if isinstance(wanted, list) else set()
+        request.state.v2 = (short(request_id, 128), names)
+        return inputs
+
+    def refuse(problem: Problem) -> Response:
+        return v2_error(problem.status, problem.message, problem.errors, problem.headers)
+
     @app.post("/v2/models/{model}/infer", summary="V2: predict", tags=["Open Inference (V2)"])
     async def infer(model: str, request: Request) -> Response:
         if model != spec.app:
             return unknown(model)
-        timing = timing_of(request)
-        try:
-            with timing.stage("parse"):
-                check_content_type(request.headers.get("content-type"))
-                body = front.decode(await front.read_body(request))
-            with timing.stage("validate"):
-                read = read_infer(body, front)
-                inputs = read if isinstance(read, Inputs) else front.validated(read)
-            predictions = await front.predict(inputs, timing)
-            with timing.stage("serialize"):
-                request_id = body.get("id") if isinstance(body.get("id"), str) else uuid.uuid4().hex
-                answer = {"model_name": spec.app, "model_version": spec.run_id or None, "id": short(request_id, 128),
-                          "parameters": {}, "outputs": outputs(predictions, spec)}
-                wanted = body.get("outputs")
-                if isinstance(wanted, list) and wanted:
-                    names = {o.get("name") for o in wanted if isinstance(o, dict)}
-                    answer["outputs"] = [o for o in answer["outputs"] if o["name"] in names] or answer["outputs"]
-                content = jsonio.dumps(answer)
-        except BodyRefused as exc:
-            return v2_error(exc.status, exc.message)
-        except InputError as exc:
-            return v2_error(exc.status, exc.detail, exc.errors)
-        except BackendError as exc:
-            return v2_error(exc.status, exc.detail, headers=retry_headers(exc))
-        except jsonio.NotSerializable as exc:
-            return v2_error(502, f"the model's answer cannot be written as JSON ({exc})")
-        return json_response(content)
+
+        def write(predictions: list) -> bytes:
+            request_id, names = request.state.v2
+            tensors = outputs(predictions, spec)
+            return jsonio.dumps({"model_name": spec.app, "model_version": spec.run_id or None, "id": request_id,
+                                 "parameters": {},
+                                 "outputs": [o for o in tensors if o["name"] in names] or tensors})
+
+        return await front.respond(request, read, write, refuse)
 
     return f"{base}/infer"
