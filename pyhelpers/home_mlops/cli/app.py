@@ -5,7 +5,6 @@ Human progress goes to stderr (output.py chooses how), the machine result to --j
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from home_mlops import console, output
+from home_mlops import console, env, output
 from home_mlops.errors import ExitCode, HomeMlopsError
 from home_mlops.params import JobParams
 from home_mlops.results import error_log_tail, failure_text, summary_text, write_json
@@ -27,13 +26,13 @@ app = typer.Typer(
 )
 
 # Options shared by the job commands; each also reads the job parameter's environment variable.
-AppOpt = typer.Option(None, "--app", envvar="APP_NAME", help="App name (APP_NAME).")
-ExpOpt = typer.Option(None, "--experiment-id", envvar="EXPERIMENT_ID", help="MLflow experiment id (EXPERIMENT_ID).")
-RunOpt = typer.Option(None, "--run-id", envvar="RUN_ID", help="MLflow run id (RUN_ID).")
-NasOpt = typer.Option(None, "--nas", envvar="NAS", help="Artifact root to read without a tracking server (NAS).")
-RegOpt = typer.Option(None, "--registry", envvar="AR_NAME", help="Image repository prefix (AR_NAME).")
-TrackOpt = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI.")
-JsonOpt = typer.Option(None, "--json", envvar="HOME_MLOPS_JSON", help="Write the result as JSON here (- for stdout).")
+AppOpt = typer.Option(None, "--app", envvar=env.APP_NAME.name, help="App name (APP_NAME).")
+ExpOpt = typer.Option(None, "--experiment-id", envvar=env.EXPERIMENT_ID.name, help="MLflow experiment id (EXPERIMENT_ID).")
+RunOpt = typer.Option(None, "--run-id", envvar=env.RUN_ID.name, help="MLflow run id (RUN_ID).")
+NasOpt = typer.Option(None, "--nas", envvar=env.NAS.name, help="Artifact root to read without a tracking server (NAS).")
+RegOpt = typer.Option(None, "--registry", envvar=env.AR_NAME.name, help="Image repository prefix (AR_NAME).")
+TrackOpt = typer.Option(None, "--tracking-uri", envvar=env.MLFLOW_TRACKING_URI.name, help="MLflow tracking URI.")
+JsonOpt = typer.Option(None, "--json", envvar=env.JSON.name, help="Write the result as JSON here (- for stdout).")
 ModelNameOpt = typer.Option(None, "--model-name", help="Which model, when a run logged several: its name or id (m-...).")
 
 
@@ -57,7 +56,7 @@ def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, A
             console.error("interrupted")
             _fail(name, json_path, 130, "interrupted", "interrupted", started)
         except Exception as exc:  # noqa: BLE001 - a bug: short message, traceback only on request
-            if os.environ.get("HOME_MLOPS_DEBUG"):
+            if env.DEBUG.get():
                 raise
             console.internal_error(
                 f"{type(exc).__name__}: {exc}\n"
@@ -99,12 +98,12 @@ def _show_version(value: bool) -> None:
 def options(
     _version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
                                   help="Print the version and exit."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", envvar="HOME_MLOPS_QUIET",
+    quiet: bool = typer.Option(False, "--quiet", "-q", envvar=env.QUIET.name,
                                help="Only warnings, errors and the summary line."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="HOME_MLOPS_VERBOSE",
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar=env.VERBOSE.name,
                                  help="Also the tools' own output (pip, docker build) on a terminal."),
     log_format: Optional[str] = typer.Option(
-        None, "--log-format", envvar="HOME_MLOPS_LOG_FORMAT",
+        None, "--log-format", envvar=env.LOG_FORMAT.name,
         help="plain (timestamped lines), json (one object per line) or rich; "
              "default: rich on a terminal, plain without one (CI, Jenkins, a pipe)."),
 ) -> None:
