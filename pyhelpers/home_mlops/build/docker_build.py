@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from home_mlops import console, output
+from home_mlops.build.labels import LABEL_INPUTS_DIGEST
 from home_mlops.errors import BuildFailed
 from home_mlops.platform.host import docker_client
 
-INPUTS_LABEL = "io.homemlops.inputs-digest"
+INPUTS_LABEL = LABEL_INPUTS_DIGEST
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 TAIL_LINES = 20
 

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 from home_mlops import console
+# Set when an image is built, not by what it holds: left out so the same run renders the same bytes.
+from home_mlops.build.labels import BUILD_TIME_LABELS, image_labels
 from home_mlops.build.stages import image_ref
 from home_mlops.deploy.specs import validate_image_ref
 from home_mlops.errors import BadInput, NotFound
@@ -18,16 +20,12 @@ from home_mlops.k8s.render import DIGEST, SERVING_ROLES, ClusterRelease, RoleIma
 from home_mlops.params import JobParams
 from home_mlops.resolve.resolver import ResolvedModel
 
-# Set when an image is built, not by what it holds: left out so the same run renders the same bytes.
-BUILD_TIME_LABELS = frozenset({"org.opencontainers.image.created", "org.opencontainers.image.revision"})
 MAX_RESULT_BYTES = 4 * 1024 * 1024
 RESULT_PARTS = ("bento", "gateway", "server")  # pipeline's result holds each build's result under its role
 
 
 def identity_labels(app: str, role: str, resolved: ResolvedModel) -> dict[str, str]:
     """The image's labels (build/labels.py) that the run decides."""
-    from home_mlops.build.labels import image_labels
-
     return {k: v for k, v in image_labels(app, role, resolved).items() if k not in BUILD_TIME_LABELS}
 
 

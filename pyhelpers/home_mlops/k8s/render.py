@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
+# LABEL_SERVING is an annotation on Kubernetes: '+' is not allowed in a label value
+from home_mlops.build.labels import LABEL_SERVING
 from home_mlops.deploy.app_settings import FRONT_DOOR, SERVING_ROLES, DeploySettings, memory_bytes
 from home_mlops.deploy.specs import (
     GATEWAY_CPUS, GATEWAY_MEMORY, LABEL_APP, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_ROLE, LABEL_RUN, STOP_TIMEOUT,
@@ -29,7 +31,6 @@ from home_mlops.errors import BadInput
 SCHEMA_VERSION = "1.37"  # the Kubernetes release the manifests are validated against (tests, kubernetes-validate)
 FIELD_MANAGER = "home-mlops"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_SERVING = "io.homemlops.serving"  # an annotation: '+' is not allowed in a label value
 MANAGED_SELECTOR = f"{MANAGED_BY}={FIELD_MANAGER}"
 
 CONTAINER_PORTS = {"bento": 3000, "gateway": 8000, "server": 8000}
