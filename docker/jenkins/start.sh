@@ -17,6 +17,7 @@
 # home-mlops-jenkins-secrets, which JCasC reads (casc.yaml, ${readFile:...}).
 #   MLFLOW_TRACKING_URI       http://127.0.0.1:8001 (home-mlops mlflow-server)
 #   HOME_MLOPS_JENKINS_WAIT   300              seconds to wait for Jenkins
+#   HOME_MLOPS_JENKINS_NAME   home-mlops-jenkins   the container (volumes <name>-home, <name>-secrets)
 #   HOME_MLOPS_JENKINS_PLUGINS  docker/jenkins/plugins   the plugin folder (scripts/jenkins-plugins.sh)
 #   HOME_MLOPS_JENKINS_WHEELS   (built here)     a folder with the helper's wheel and its dependencies
 #                                               (for a machine without the package index)
@@ -39,9 +40,10 @@ unset JENKINS_ADMIN_PASSWORD REGISTRY_USER REGISTRY_PASSWORD
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-container=home-mlops-jenkins
-volume=home-mlops-jenkins-home
-secrets_volume=home-mlops-jenkins-secrets
+container="${HOME_MLOPS_JENKINS_NAME:-home-mlops-jenkins}"
+[[ "$container" =~ ^[a-z0-9][a-z0-9_.-]{0,62}$ ]] || { echo "start.sh: HOME_MLOPS_JENKINS_NAME '$container' is not a container name" >&2; exit 2; }
+volume="$container-home"
+secrets_volume="$container-secrets"
 secrets_dir=/run/secrets/home-mlops
 image=home-mlops/jenkins:local
 port="${HOME_MLOPS_JENKINS_PORT:-8080}"
@@ -171,6 +173,13 @@ if [ -n "$find_links" ] && [ -d "$find_links" ]; then
     # the host's local wheels (e.g. CPU torch): mounted at the same path, for builds inside Jenkins too
     run_mounts+=(-v "$find_links:$find_links:ro" -e "PIP_FIND_LINKS=$find_links")
 fi
+for url in $index_url $extra_url; do
+    # a local package index (file:///...) is mounted at the same path, read-only
+    dir="${url#file://}"
+    if [ "$dir" != "$url" ] && [ -d "$dir" ]; then
+        run_mounts+=(-v "$dir:$dir:ro")
+    fi
+done
 
 # put_secret NAME: stdin -> $secrets_dir/NAME in the secrets volume, written by the
 # image's jenkins user (mode 0600). The value never appears in argv or an environment.
@@ -201,7 +210,7 @@ docker run -d --name "$container" --restart unless-stopped --network host \
 
 echo "> waiting for Jenkins (python-jenkins wait_for_normal_op)" >&2
 HOME_MLOPS_JENKINS_WAIT="${HOME_MLOPS_JENKINS_WAIT:-300}" HOME_MLOPS_ADMIN_PASSWORD_FILE="$state/admin-password" \
-    "$python" - <<'PY' || code=7 die "Jenkins did not become ready; see: docker logs home-mlops-jenkins"
+    "$python" - <<'PY' || code=7 die "Jenkins did not become ready; see: docker logs $container"
 import os, sys, jenkins
 with open(os.environ["HOME_MLOPS_ADMIN_PASSWORD_FILE"], encoding="utf-8") as handle:
     password = handle.read()

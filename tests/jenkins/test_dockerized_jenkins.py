@@ -5,11 +5,16 @@ Static and stand-in tests that run anywhere: passwords reach Jenkins through fil
 environment; start.sh runs for real against a recording stand-in `docker`, and its
 secret writer runs against the real Docker Engine with a stand-in image.
 
-Opt-in (-m jenkins): a real Jenkins runs the real job end to end. Uses the Jenkins at HOME_MLOPS_JENKINS_URL (+ HOME_MLOPS_JENKINS_USER/TOKEN) when
-set; otherwise builds and starts docker/jenkins/ (start.sh), which needs the
-base image jenkins/jenkins:<version>-jdk17 present locally. Skips, naming what
-is missing, when neither is possible. Then: register the jobs with JJB, trigger
-one app's job with `home-mlops jenkins build`, assert SUCCESS and /predict.
+The pipeline in a real Jenkins (-m jenkins, and `make test`): uses the Jenkins at
+HOME_MLOPS_JENKINS_URL (+ HOME_MLOPS_JENKINS_USER/TOKEN) when set; otherwise builds and
+starts docker/jenkins/ as container hmt-j1-jenkins on 127.0.0.1:19400 (start.sh), which
+needs the Jenkins image, the platform's base image and the plugin folder. Skips, naming
+exactly what is missing and how to provide it, when neither is possible. Then: an HTTP
+MLflow tracking server (127.0.0.1:19401), an example trained into it, the jobs
+registered with JJB for a test app (hmt-j1-iris, port 19402), and three builds through
+`home-mlops jenkins build`: one that succeeds (stages ran, /predict answers, build
+description and archived JSON, no password in the console), one with an unknown RUN_ID
+(exit 3, the running deployment untouched) and one aborted (non-zero, still untouched).
 """
 from __future__ import annotations
 
@@ -22,10 +27,13 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+
+from home_mlops.jenkins import plugins as jenkins_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 JENKINS_DIR = REPO / "docker" / "jenkins"
@@ -34,33 +42,50 @@ CASC = JENKINS_DIR / "casc.yaml"
 START = JENKINS_DIR / "start.sh"
 SECRETS_DIR = "/run/secrets/home-mlops"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN", re.I)
-APP = "tabular-iris-multi-classifier"
 ENV_NAMES = ("HOME_MLOPS_JENKINS_URL", "HOME_MLOPS_JENKINS_USER", "HOME_MLOPS_JENKINS_TOKEN")
+# the test's own names and ports (range 19400-19499): nothing a user runs is touched
+CONTAINER = "hmt-j1-jenkins"
+JENKINS_PORT, MLFLOW_PORT, APP_PORT = 19400, 19401, 19402
+APP, EXAMPLE = "hmt-j1-iris", "tabular-iris-multi-classifier"
+IRIS_ROW = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2}
+
+
+def _dockerfile_arg(name: str) -> str:
+    return re.search(rf"^ARG {name}=(\S+)", DOCKERFILE.read_text(), re.M).group(1)
 
 
 def base_image() -> str:
-    version = re.search(r"^ARG JENKINS_VERSION=(\S+)", DOCKERFILE.read_text(), re.M).group(1)
-    return f"jenkins/jenkins:{version}-jdk17"
+    return f"jenkins/jenkins:{_dockerfile_arg('JENKINS_VERSION')}-jdk17"
+
+
+def _image_present(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True, timeout=30).returncode == 0
 
 
 def _how() -> tuple[str | None, str]:
-    """('external' | 'docker' | None, reason)."""
+    """('external' | 'docker' | None, what is missing and how to provide it)."""
     if all(os.environ.get(n) for n in ENV_NAMES):
         return "external", ""
-    missing_env = [n for n in ENV_NAMES if not os.environ.get(n)]
+    external = f"or point {', '.join(ENV_NAMES)} at a running Jenkins with the plugins of docker/jenkins/plugins.txt"
     if shutil.which("docker") is None:
-        return None, f"no Jenkins: {', '.join(missing_env)} not set, and no docker CLI to build docker/jenkins"
+        return None, f"no Jenkins: no docker CLI to build docker/jenkins ({external})"
     try:
-        info = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
-        present = info.returncode == 0 and subprocess.run(
-            ["docker", "image", "inspect", base_image()], capture_output=True, timeout=20).returncode == 0
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+            return None, f"no Jenkins: the Docker daemon does not answer ({external})"
+        missing = []
+        if not _image_present(base_image()):
+            missing.append(f"the Jenkins image {base_image()} (docker pull {base_image()} where a registry is "
+                           "reachable, or docker load -i jenkins.tar)")
+        if not _image_present(_dockerfile_arg("BASE_IMAGE")):
+            missing.append(f"the base image {_dockerfile_arg('BASE_IMAGE')} (home-mlops platform up)")
     except (OSError, subprocess.TimeoutExpired):
-        return None, f"no Jenkins: {', '.join(missing_env)} not set, and the Docker daemon does not answer"
-    if info.returncode != 0:
-        return None, f"no Jenkins: {', '.join(missing_env)} not set, and the Docker daemon does not answer"
-    if not present:
-        return None, (f"no Jenkins: {', '.join(missing_env)} not set, and the image {base_image()} "
-                      "is not present locally (docker load it to run docker/jenkins)")
+        return None, f"no Jenkins: the Docker daemon does not answer ({external})"
+    problems = jenkins_plugins.problems(JENKINS_DIR / "plugins.txt", JENKINS_DIR / "plugins")
+    if problems:
+        missing.append(f"the plugin folder docker/jenkins/plugins/ ({problems[0]}; fill it with "
+                       "scripts/jenkins-plugins.sh where the Jenkins update center is reachable)")
+    if missing:
+        return None, "no Jenkins to run the pipeline in: missing " + "; ".join(missing) + f"; {external}"
     return "docker", ""
 
 
@@ -72,49 +97,162 @@ def home_mlops(*args: str, env: dict[str, str], timeout: float) -> subprocess.Co
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.jenkins
-@pytest.mark.docker
-@pytest.mark.slow
-@pytest.mark.skipif(HOW is None, reason=REASON)
-def test_job_builds_and_serves(tmp_path, trained_run, local_platform):
+def _wait_http(url: str, seconds: float) -> None:
     import httpx
 
-    run = trained_run(APP)
-    if not str(run.tracking_uri).startswith("http"):
-        pytest.skip(f"trained_run's tracking URI {run.tracking_uri!r} is not an HTTP server a Jenkins agent can reach")
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def http_tracking(tmp_path_factory):
+    """`home-mlops mlflow-server` on 127.0.0.1:19401 (sqlite store, proxied artifacts), with
+    the example trained into it over HTTP: what a Jenkins agent reaches, unlike a sqlite path."""
+    from conftest import cli_env, stop_process_group
+
+    root = tmp_path_factory.mktemp("hmt-j1-mlflow")
+    exe = Path(sys.executable).with_name("home-mlops")
+    server = subprocess.Popen(
+        [str(exe), "mlflow-server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        uri = f"http://127.0.0.1:{MLFLOW_PORT}"
+        _wait_http(f"{uri}/health", 120)
+        env = cli_env(root / "state", MLFLOW_TRACKING_URI=uri)
+        proc = subprocess.run([sys.executable, str(REPO / "training" / EXAMPLE / "train.py")], env=env,
+                              capture_output=True, text=True, timeout=900, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        ids = dict(re.findall(r"^(EXPERIMENT_ID|RUN_ID)=(\S+)$", proc.stdout, re.M))
+        yield {"uri": uri, "experiment_id": ids["EXPERIMENT_ID"], "run_id": ids["RUN_ID"]}
+    finally:
+        stop_process_group(server, 30)
+
+
+@pytest.fixture(scope="module")
+def jenkins_env(tmp_path_factory, http_tracking, local_platform):
+    """HOME_MLOPS_JENKINS_* of the Jenkins to use: the external one, or hmt-j1-jenkins started
+    by start.sh (stopped and its volumes removed afterwards)."""
     env = dict(os.environ)
-    if HOW == "docker":  # start.sh gets the registry credentials and the tracking URI
-        state = tmp_path / "state"
-        start_env = dict(os.environ, HOME_MLOPS_HOME=str(state), REGISTRY_USER=local_platform.user,
-                         REGISTRY_PASSWORD=local_platform.password, MLFLOW_TRACKING_URI=str(run.tracking_uri))
-        proc = subprocess.run(["bash", str(REPO / "docker/jenkins/start.sh")], env=start_env,
-                              capture_output=True, text=True, timeout=3600)
+    if HOW == "external":
+        yield env
+        return
+    state = tmp_path_factory.mktemp("hmt-j1-jenkins")
+    start_env = dict(os.environ, HOME_MLOPS_HOME=str(state), HOME_MLOPS_JENKINS_NAME=CONTAINER,
+                     HOME_MLOPS_JENKINS_PORT=str(JENKINS_PORT), REGISTRY_USER=local_platform.user,
+                     REGISTRY_PASSWORD=local_platform.password, MLFLOW_TRACKING_URI=http_tracking["uri"],
+                     HOME_MLOPS_TRUSTED_REGISTRIES=local_platform.registry.split("/")[0])
+    try:
+        proc = subprocess.run(["bash", str(START)], env=start_env, capture_output=True, text=True, timeout=3600)
         assert proc.returncode == 0, proc.stderr[-4000:]
         for line in (state / "jenkins" / "jenkins.env").read_text().splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             env[key] = value.strip("'")
-    proc = home_mlops("jenkins", "register", env=env, timeout=300)
+        env["HMT_J1_ADMIN_PASSWORD"] = (state / "jenkins" / "admin-password").read_text()
+        yield env
+    finally:
+        subprocess.run(["bash", str(START), "stop"], env=dict(os.environ, HOME_MLOPS_JENKINS_NAME=CONTAINER),
+                       capture_output=True, timeout=120)
+        subprocess.run(["docker", "volume", "rm", "-f", f"{CONTAINER}-home", f"{CONTAINER}-secrets"],
+                       capture_output=True, timeout=120)
+
+
+def _test_jobs(tmp_path: Path) -> Path:
+    """jobs/ with one app of the test's own: hmt-j1-iris on port 19402."""
+    jobs = tmp_path / "jobs"
+    shutil.copytree(REPO / "jobs", jobs)
+    projects = yaml.safe_load((jobs / "projects.yaml").read_text())
+    projects[0]["project"]["app"] = [{APP: {"port": APP_PORT}}]
+    (jobs / "projects.yaml").write_text(yaml.safe_dump(projects, sort_keys=False))
+    return jobs
+
+
+def _predict() -> int:
+    import httpx
+
+    try:
+        resp = httpx.post(f"http://127.0.0.1:{APP_PORT}/predict", json={"dataframe_records": [IRIS_ROW]}, timeout=30)
+    except httpx.HTTPError:
+        return 0
+    return resp.status_code if resp.status_code != 200 or len(resp.json()["predictions"]) == 1 else -1
+
+
+def _jenkins_client(env):
+    import jenkins
+
+    return jenkins.Jenkins(env["HOME_MLOPS_JENKINS_URL"], username=env["HOME_MLOPS_JENKINS_USER"],
+                           password=env["HOME_MLOPS_JENKINS_TOKEN"], timeout=60)
+
+
+@pytest.mark.jenkins
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.skipif(HOW is None, reason=REASON)
+def test_pipeline_in_a_real_jenkins(tmp_path, http_tracking, jenkins_env, local_platform):
+    import requests
+
+    env, job = jenkins_env, f"home-mlops/{APP}"
+    jobs = _test_jobs(tmp_path)
+    build_args = ["jenkins", "build", "--app", APP, "--experiment-id", http_tracking["experiment_id"],
+                  "--registry", local_platform.registry]
+    secrets = [local_platform.password] + ([env["HMT_J1_ADMIN_PASSWORD"]] if env.get("HMT_J1_ADMIN_PASSWORD") else [])
+    client = _jenkins_client(env)
+    proc = home_mlops("jenkins", "register", "--jobs", str(jobs), env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    proc = home_mlops("jenkins", "build", "--app", APP, "--experiment-id", str(run.experiment_id),
-                      "--run-id", str(run.run_id), "--registry", local_platform.registry, env=env, timeout=3600)
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    assert f"{APP} #" in proc.stderr and "SUCCESS" in proc.stderr
-    assert "[Pipeline] stage" in proc.stderr  # the console was followed
-    status = home_mlops("jenkins", "status", env=env, timeout=120)
-    assert status.returncode == 0 and re.search(rf"^{APP}\s+#\d+\s+SUCCESS", status.stdout, re.M), status.stdout
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            resp = httpx.post("http://127.0.0.1:8000/predict", json={"dataframe_records": [
-                {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5,
-                 "petal length (cm)": 1.4, "petal width (cm)": 0.2}]}, timeout=30)
-            if resp.status_code == 200:
+    try:
+        # 1. success: the stages ran, /predict answers, description and archived JSON
+        proc = home_mlops(*build_args, "--run-id", http_tracking["run_id"], env=env, timeout=3600)
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        assert re.search(rf"ok {re.escape(job)} #\d+ SUCCESS", proc.stderr)
+        for stage in ("Build bento", "Build gateway", "Deploy"):
+            assert f"[Pipeline] {{ ({stage})" in proc.stderr, stage  # followed live from the console
+        number = int(re.search(rf"{re.escape(job)} #(\d+) SUCCESS", proc.stderr).group(1))
+        info = client.get_build_info(job, number)
+        assert re.search(r"^deploy: http://\S+:%d" % APP_PORT, info["description"], re.M), info["description"]
+        archived = {a["fileName"] for a in info["artifacts"]}
+        assert {"home-mlops-bento.json", "home-mlops-gateway.json", "home-mlops-deploy.json"} <= archived
+        deploy = json.loads(client.jenkins_open(requests.Request("GET", f"{info['url']}artifact/home-mlops-deploy.json")))
+        assert deploy["ok"] is True and deploy["run_id"] == http_tracking["run_id"]
+        console = client.get_build_console_output(job, number)
+        assert not [s for s in secrets if s and s in console], "a password is in the console log"
+        assert _predict() == 200
+        status = home_mlops("jenkins", "status", "--jobs", str(jobs), env=env, timeout=120)
+        assert status.returncode == 0 and re.search(rf"^{APP}\s+#{number}\s+SUCCESS", status.stdout, re.M)
+
+        # 2. an unknown RUN_ID: the CLI's not-found exit code, the deployment keeps serving
+        proc = home_mlops(*build_args, "--run-id", os.urandom(16).hex(), env=env, timeout=1800)
+        assert proc.returncode == 3, proc.stderr[-4000:]
+        assert "finished FAILURE" in proc.stderr and "Traceback" not in proc.stderr
+        assert _predict() == 200
+
+        # 3. aborted while building: non-zero, the deployment keeps serving
+        running = subprocess.Popen([str(Path(sys.executable).with_name("home-mlops")), *build_args,
+                                    "--run-id", http_tracking["run_id"]], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        while True:
+            last = (client.get_job_info(job).get("lastBuild") or {}).get("number", 0)
+            if last > number + 1 and "(Build bento)" in client.get_build_console_output(job, last):
                 break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "/predict did not answer after the Jenkins build"
-        time.sleep(1)
-    assert len(resp.json()["predictions"]) == 1
+            assert time.monotonic() < deadline and running.poll() is None, "the third build did not start"
+            time.sleep(2)
+        client.stop_build(job, last)
+        _, err = running.communicate(timeout=600)
+        assert running.returncode != 0 and "finished ABORTED" in err, err[-4000:]
+        assert client.get_build_info(job, last)["result"] == "ABORTED"
+        assert _predict() == 200
+        for n in (number + 1, last):
+            console = client.get_build_console_output(job, n)
+            assert not [s for s in secrets if s and s in console], f"a password is in build #{n}'s console"
+    finally:
+        home_mlops("jenkins", "undeploy", "--app", APP, env=env, timeout=900)
 
 
 # --------------------------------------------------------------------------- secrets by file (run anywhere)
@@ -198,7 +336,8 @@ FAKE_DOCKER = r'''#!PYTHON
 import json, os, sys
 args = sys.argv[1:]
 secrets = json.loads(os.environ.get("HMT_D_SECRETS_JSON_PATH") and open(os.environ["HMT_D_SECRETS_JSON_PATH"]).read() or "[]")
-record = {"argv": args, "env_secrets": [s for s in secrets if any(s in v for v in os.environ.values())]}
+record = {"argv": args, "env_secrets": [s for s in secrets if any(s in v for v in os.environ.values())],
+          "ref": os.environ.get("HOME_MLOPS_REF"), "git_url": os.environ.get("HOME_MLOPS_GIT_URL")}
 if args[:1] == ["run"] and "-i" in args:
     record["stdin"] = sys.stdin.read()
 with open(os.environ["HMT_D_LOG"], "a") as log:
@@ -230,6 +369,7 @@ def test_start_sh_sends_passwords_only_on_stdin_into_the_secrets_volume(tmp_path
         "JENKINS_ADMIN_PASSWORD": admin, "REGISTRY_USER": "hmt-d-user", "REGISTRY_PASSWORD": registry_password,
         "HMT_D_LOG": str(log), "HMT_D_SECRETS_JSON_PATH": str(secrets_json),
     }
+    env.update(_plugin_and_wheel_folders(tmp_path))
     proc = subprocess.run(["bash", str(START)], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 7, proc.stderr[-3000:]
     assert "did not become ready" in proc.stderr
@@ -239,13 +379,52 @@ def test_start_sh_sends_passwords_only_on_stdin_into_the_secrets_volume(tmp_path
         assert call["env_secrets"] == [], call["argv"]  # start.sh unset them before calling docker
     writes = {call["argv"][-1]: call["stdin"] for call in calls if call["argv"][:1] == ["run"] and "-i" in call["argv"]}
     assert writes == {"admin-password": admin, "registry-user": "hmt-d-user", "registry-password": registry_password}
-    started = next(call["argv"] for call in calls if call["argv"][:2] == ["run", "-d"])
+    run_d = next(call for call in calls if call["argv"][:2] == ["run", "-d"])
+    started = run_d["argv"]
     assert f"home-mlops-jenkins-secrets:{SECRETS_DIR}:ro" in started
+    # the library version and repository reach JCasC from jobs/defaults.yaml (the one ref)
+    assert "HOME_MLOPS_REF" in started and (run_d["ref"], run_d["git_url"]) == ("main", "file:///srv/home-mlops")
+    # the image was built (no image with the inputs' label yet), labelled with the inputs' digest
+    (built,) = [call["argv"] for call in calls if call["argv"][:1] == ["build"]]
+    assert re.fullmatch(r"io\.home-mlops\.jenkins\.inputs=[0-9a-f]{64}", built[built.index("--label") + 1])
     passed = [started[i + 1].split("=", 1)[0] for i, a in enumerate(started) if a == "-e"]
     assert passed and not [n for n in passed if SECRET_NAME.search(n)], passed
     kept = tmp_path / "state" / "jenkins" / "admin-password"
     assert kept.read_text() == admin and (kept.stat().st_mode & 0o777) == 0o600
     assert admin not in proc.stdout + proc.stderr and registry_password not in proc.stdout + proc.stderr
+
+
+def _plugin_and_wheel_folders(tmp_path: Path) -> dict[str, str]:
+    """A plugin folder that satisfies plugins.txt (stand-in archives with the pinned versions)
+    and a wheel folder, so start.sh gets past its checks without the update center or pip."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    for name, version in jenkins_plugins.pinned(JENKINS_DIR / "plugins.txt").items():
+        with zipfile.ZipFile(plugins / f"{name}.jpi", "w") as archive:
+            archive.writestr("META-INF/MANIFEST.MF", f"Short-Name: {name}\nPlugin-Version: {version}\n\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "home_mlops-0.1.0-py3-none-any.whl").write_bytes(b"stand-in")
+    return {"HOME_MLOPS_JENKINS_PLUGINS": str(plugins), "HOME_MLOPS_JENKINS_WHEELS": str(wheels)}
+
+
+@pytest.mark.skipif(not Path("/var/run/docker.sock").exists(), reason="start.sh reads the docker socket's group")
+def test_start_sh_stops_before_any_build_without_the_plugin_folder(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(FAKE_DOCKER.replace("PYTHON", sys.executable, 1))
+    (fake / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    empty = tmp_path / "no-plugins"
+    empty.mkdir()
+    env = {"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "HOME_MLOPS_HOME": str(tmp_path / "state"), "HOME_MLOPS_PYTHON": sys.executable,
+           "HOME_MLOPS_JENKINS_PLUGINS": str(empty), "HMT_D_LOG": str(log)}
+    proc = subprocess.run(["bash", str(START)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "scripts/jenkins-plugins.sh" in proc.stderr and "holds no plugin archive" in proc.stderr
+    calls = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    assert not [c for c in calls if c[:1] in (["build"], ["run"])], calls
 
 
 def _start_sh_function(name: str) -> str:
