@@ -72,6 +72,8 @@ def summary_text(command: str, result: dict[str, Any]) -> str:
 
 def _summary_text(command: str, result: dict[str, Any]) -> str:
     kind = KINDS.get(command)
+    if result.get("status") == "skipped":  # a build its app's serving mode does not use
+        return f"{command}: skipped ({_text(result.get('reason'))})"
     if kind == "deploy":
         url, run = _text(result.get("url")), _text(result.get("run_id"))
         return f"deploy: {url or '(no url)'}" + (f" (run {run})" if run else "")
@@ -81,12 +83,15 @@ def _summary_text(command: str, result: dict[str, Any]) -> str:
         return (f"undeploy: removed {', '.join(map(str, removed))}" if removed
                 else "undeploy: nothing was deployed" + (f" for {app}" if app else ""))
     if kind:
-        return _image_line(kind, result)
+        return _image_line(_text(result.get("role")) or kind, result)  # fastapi-build: gateway or server
     if command == "pipeline":
         bento, gateway, deployed = (result.get(k) or {} for k in ("bento", "gateway", "deploy"))
-        lines = [f"home-mlops: deployed {_text(deployed.get('app')) or _text(bento.get('app'))}",
-                 f"  bento image:   {_at(bento)}", f"  gateway image: {_at(gateway)}",
-                 f"  url:           {_text(deployed.get('url'))}/predict"]
+        lines = [f"home-mlops: deployed {_text(deployed.get('app')) or _text(bento.get('app'))}"]
+        for built in (bento, gateway):  # the images the app's serving mode built (gateway: or the server)
+            if built.get("status") != "skipped":
+                role = _text(built.get("role")) or ("bento" if built is bento else "gateway")
+                lines.append(f"  {role + ' image:':<14} {_at(built)}")
+        lines.append(f"  url:           {_text(deployed.get('url'))}/predict")
         if _text(deployed.get("local_url")):
             lines.append(f"  on this host:  {_text(deployed.get('local_url'))}/predict")
         if registered_text(deployed):

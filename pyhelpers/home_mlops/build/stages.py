@@ -1,6 +1,10 @@
 """The build stages as plain functions: resolved run in, result dict out.
 
-The CLI and `pipeline` call these; each returns what its --json result holds.
+The CLI and `pipeline` call these; each returns what its --json result holds. The app's
+serving mode decides which images exist (``SERVING_ROLES``): ``bento_build`` makes the
+BentoML image (modes bento, bento+gateway), ``fastapi_build`` the gateway (bento+gateway)
+or the standalone server (fastapi); asked for a role the mode does not use, a stage
+builds nothing and says so (``status: skipped``).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from home_mlops.build.labels import image_labels
 from home_mlops.params import JobParams
 from home_mlops.platform.host import BASE_IMAGE
 from home_mlops.build.registry import push
+from home_mlops.deploy.app_settings import SERVING_ROLES
 from home_mlops.resolve.resolver import ResolvedModel
 from home_mlops import console, settings
 
@@ -28,7 +33,23 @@ def check_python(resolved: ResolvedModel, base_image: str) -> None:
         )
 
 
-def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
+def skipped(params: JobParams, command: str, serving: str, what: str) -> dict:
+    """The result of a build the app's serving mode does not need (exit 0)."""
+    reason = (f"app {params.app} is served in mode {serving}, which runs "
+              f"{' + '.join(SERVING_ROLES[serving])}: no {what} to build")
+    console.info(f"{command} skipped: {reason}")
+    return {"status": "skipped", "reason": reason, "app": params.app, "serving": serving}
+
+
+def fastapi_role(serving: str) -> str | None:
+    """What fastapi-build makes in ``serving``: the gateway, the standalone server, or nothing."""
+    return next((r for r in SERVING_ROLES[serving] if r in ("gateway", "server")), None)
+
+
+def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool,
+                serving: str = "bento+gateway") -> dict:
+    if "bento" not in SERVING_ROLES[serving]:
+        return skipped(params, "bento-build", serving, "BentoML image")
     if not resolved.signature:
         console.warn("the model has no signature: inputs are passed through unchecked")
     check_python(resolved, base_image)
@@ -42,6 +63,8 @@ def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, 
     digest = push(ref, info.labels, force=force) if do_push else None
     return {
         **image_result(params, resolved, info, digest),
+        "role": "bento",
+        "serving": serving,
         "layers": len(info.layers),
         "bento_tag": str(bento.tag),
         "model_tag": source.model_tag,
@@ -49,13 +72,21 @@ def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, 
     }
 
 
-def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool) -> dict:
-    from home_mlops.build.gateway_image import build_gateway_image
-
-    ref = image_ref(params, "gateway", resolved)
-    info = build_gateway_image(params.app, resolved, ref, base_image, image_labels(params.app, "gateway", resolved))
+def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool,
+                  serving: str = "bento+gateway") -> dict:
+    """The FastAPI front door of the app's mode: the gateway (bento+gateway) or the server (fastapi)."""
+    role = fastapi_role(serving)
+    if role is None:
+        return skipped(params, "fastapi-build", serving, "FastAPI image (the BentoML server is the front door)")
+    if role == "server":
+        check_python(resolved, base_image)
+        from home_mlops.build.server_image import build_server_image as build
+    else:
+        from home_mlops.build.gateway_image import build_gateway_image as build
+    ref = image_ref(params, role, resolved)
+    info = build(params.app, resolved, ref, base_image, image_labels(params.app, role, resolved))
     digest = push(ref, info.labels, force=force) if do_push else None
-    return image_result(params, resolved, info, digest)
+    return {**image_result(params, resolved, info, digest), "role": role, "serving": serving}
 
 
 def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str | None) -> dict:
@@ -77,13 +108,13 @@ def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str |
 
 
 def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> dict:
-    """Deploy the run's two images (as bento-build / fastapi-build tagged them) with ``settings``."""
+    """Deploy the run's images of the app's serving mode (as bento-build / fastapi-build tagged them)."""
     from home_mlops.deploy.switch import Release, deploy
     from home_mlops.build.registry import auth_for
 
-    bento_ref = image_ref(params, "bento", resolved)
-    gateway_ref = image_ref(params, "gateway", resolved)
+    roles = SERVING_ROLES[settings.serving]
+    refs = {role: image_ref(params, role, resolved) if role in roles else "" for role in ("bento", "gateway", "server")}
     smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
     release = Release(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
-                      bento_ref, gateway_ref, smoke)
-    return deploy(release, settings, registry_auth=auth_for(bento_ref)).to_dict()
+                      refs["bento"], refs["gateway"], smoke, refs["server"])
+    return deploy(release, settings, registry_auth=auth_for(refs[roles[0]])).to_dict()

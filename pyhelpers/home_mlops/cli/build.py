@@ -5,27 +5,28 @@ from typing import Any, Optional
 
 import typer
 
-from home_mlops import console, output
+from home_mlops import console, env, output
 from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
 from home_mlops.cli.k8s import NamespaceOpt
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_model_name
 from home_mlops.platform.host import BASE_IMAGE
 from home_mlops.build.trust import require_trusted_registry
+from home_mlops.deploy.app_settings import SERVING_ROLES
 
-BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar="HOME_MLOPS_BASE_IMAGE", help="Local base image with python3 + venv.")
+BaseImageOpt = typer.Option(BASE_IMAGE, "--base-image", envvar=env.BASE_IMAGE.name, help="Local base image with python3 + venv.")
 PushOpt = typer.Option(True, "--push/--no-push", help="Push the image to AR_NAME.")
 ForceOpt = typer.Option(False, "--force", help="Overwrite a tag that holds different content.")
 # Deploy settings: option > environment > the app's entry in jobs/projects.yaml > built-in default.
-PortOpt = typer.Option(None, "--port", envvar="HOME_MLOPS_PORT", help="Public port of the gateway (default 8000).")
-BindOpt = typer.Option(None, "--bind", envvar="HOME_MLOPS_BIND",
+PortOpt = typer.Option(None, "--port", envvar=env.PORT.name, help="Public port of the gateway (default 8000).")
+BindOpt = typer.Option(None, "--bind", envvar=env.BIND.name,
                        help="Address the public gateway listens on (default 0.0.0.0: every address).")
-CpusOpt = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server (default 1).")
-MemoryOpt = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server (default 2g).")
-ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar="HOME_MLOPS_READY_TIMEOUT",
+CpusOpt = typer.Option(None, "--cpus", envvar=env.CPUS.name, help="CPUs of the model server (default 1).")
+MemoryOpt = typer.Option(None, "--memory", envvar=env.MEMORY.name, help="Memory of the model server (default 2g).")
+ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar=env.READY_TIMEOUT.name,
                                help="Seconds the new pair may take to become ready (default 180).")
-TargetOpt = typer.Option(None, "--target", envvar="HOME_MLOPS_TARGET", help="Where to deploy (default docker).")
-ServingOpt = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING", help="Serving mode (default bento+gateway).")
+TargetOpt = typer.Option(None, "--target", envvar=env.TARGET.name, help="Where to deploy (default docker).")
+ServingOpt = typer.Option(None, "--serving", envvar=env.SERVING.name, help="Serving mode (default bento+gateway).")
 
 
 def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving, **extra):
@@ -37,13 +38,35 @@ def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving, **e
     return settings
 
 
-def _deploy_images(params, bento_image: str | None, gateway_image: str | None, settings) -> dict[str, Any]:
-    """Deploy two given images (already built, e.g. by an earlier job) under the run's identity."""
+def serving_mode(app: str, serving: str | None) -> str:
+    """The app's serving mode for a build command: --serving / HOME_MLOPS_SERVING, else its entry in
+    jobs/projects.yaml, else bento+gateway (exit 2 for a mode that does not exist)."""
+    from home_mlops.deploy.app_settings import SUPPORTED_SERVING, resolve_settings
+
+    mode = resolve_settings(app, {"serving": serving}).serving
+    if mode not in SUPPORTED_SERVING:
+        raise BadInput(f"serving mode {mode!r} does not exist", f"serving {', '.join(SUPPORTED_SERVING)}",
+                       "fix --serving (HOME_MLOPS_SERVING) or the app's serving in jobs/projects.yaml")
+    return mode
+
+
+def _deploy_images(params, images: dict[str, str | None], settings) -> dict[str, Any]:
+    """Deploy given images (already built, e.g. by an earlier job) under the run's identity: exactly
+    the roles of the app's serving mode."""
     from home_mlops.deploy.switch import Release, deploy
-    if not (bento_image and gateway_image):
-        raise BadInput("--bento-image and --gateway-image go together", "both images, or neither (the run's own)",
-                       "give both options")
-    release = Release(params.app, params.experiment_id, params.run_id, "", bento_image, gateway_image)
+
+    roles = SERVING_ROLES[settings.serving]
+    wanted = " and ".join(f"--{r}-image" for r in roles)
+    missing = [r for r in roles if not images.get(r)]
+    unused = [r for r, ref in images.items() if ref and r not in roles]
+    if missing or unused:
+        problem = (f"missing: {', '.join('--' + r + '-image' for r in missing)}" if missing
+                   else f"not used by this mode: {', '.join('--' + r + '-image' for r in unused)}")
+        raise BadInput(f"serving mode {settings.serving} deploys {wanted}; {problem}",
+                       f"{wanted}, or no image option at all (the run's own images)",
+                       "give the images of the mode (--serving / HOME_MLOPS_SERVING selects it)")
+    release = Release(params.app, params.experiment_id, params.run_id, "", images.get("bento") or "",
+                      images.get("gateway") or "", None, images.get("server") or "")
     return deploy(release, settings).to_dict()
 
 
@@ -73,13 +96,12 @@ def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, i
     return with_registered(result, registered)
 
 
-ROLES = {"bento_build": "bento", "fastapi_build": "gateway"}
 STATUS_COLUMNS = ("app", "url", "port", "run", "model id", "health", "ready", "deployed at")
 
 
 def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The status as plain aligned lines (never cut to a terminal's width: Jenkins logs have none),
-    each app's two images with their digests on the lines under it."""
+    each app's images with their digests on the lines under it, then its serving mode."""
     cells = [[str(c) for c in (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-",
                                 row["health"], "yes" if row["ready"] else "no", row["deployed_at"])] for row in rows]
     widths = [max(len(line[i]) for line in [list(STATUS_COLUMNS), *cells]) for i in range(len(STATUS_COLUMNS))]
@@ -90,8 +112,10 @@ def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = [fmt(STATUS_COLUMNS)]
     for row, values in zip(rows, cells):
         lines.append(fmt(values))
-        for role in ("bento", "gateway"):
-            lines.append(f"    {role} image: {row[f'{role}_image'] or '-'} @ {row[f'{role}_digest'] or '-'}")
+        serving = row.get("serving") or "bento+gateway"
+        for role in SERVING_ROLES.get(serving, ("bento", "gateway")):
+            lines.append(f"    {role} image: {row.get(f'{role}_image') or '-'} @ {row.get(f'{role}_digest') or '-'}")
+        lines.append(f"    serving: {serving} (front door: {row.get('front_door') or 'gateway'})")
     return lines
 
 
@@ -129,7 +153,7 @@ def _write_back_push(resolved, registered, tracking_uri, role: str, result: dict
 
 
 PromoteAliasOpt = typer.Option(
-    None, "--promote-alias", envvar="HOME_MLOPS_PROMOTE_ALIAS",
+    None, "--promote-alias", envvar=env.PROMOTE_ALIAS.name,
     help="After a successful deploy of a models:/ RUN_ID, point this registry alias at the deployed version "
          "(moved back on rollback).")
 
@@ -154,27 +178,35 @@ def register(app: typer.Typer) -> None:
             app_name: Optional[str] = AppOpt, experiment_id: Optional[str] = ExpOpt, run_id: Optional[str] = RunOpt,
             nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
             base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
-            model_name: Optional[str] = ModelNameOpt, json_path: Optional[str] = JsonOpt,
+            model_name: Optional[str] = ModelNameOpt, serving: Optional[str] = ServingOpt,
+            json_path: Optional[str] = JsonOpt,
         ) -> None:
             def body() -> dict[str, Any]:
                 from home_mlops.build import stages
 
                 params = job_params(app_name, experiment_id, run_id, nas, registry)
+                mode = serving_mode(params.app, serving)
+                wanted = "bento" if stage_name == "bento_build" else stages.fastapi_role(mode)
+                if wanted not in SERVING_ROLES[mode]:  # nothing to build: no registry, no tracking server
+                    return stages.skipped(params, name, mode, "BentoML image" if stage_name == "bento_build"
+                                          else "FastAPI image (the BentoML server is the front door)")
                 if do_push:  # refused before any build work (--no-push contacts no registry)
                     require_trusted_registry(params.registry)
                 params, registered = registered_params(params, tracking_uri)
                 resolved = resolve_run(params, tracking_uri, model_name, registered)
                 stage = getattr(stages, stage_name)
-                result = stage(params, resolved, base_image=base_image, do_push=do_push, force=force)
-                _write_back_push(resolved, registered, tracking_uri, ROLES[stage_name], result)
+                result = stage(params, resolved, base_image=base_image, do_push=do_push, force=force, serving=mode)
+                _write_back_push(resolved, registered, tracking_uri, result["role"], result)
                 return with_registered(result, registered)
 
             run_command(name, json_path, body)
 
-    build_command("bento-build", "bento_build", "Build the BentoML model-server image for a run and push it.")
+    build_command("bento-build", "bento_build", "Build the BentoML model-server image for a run and push it "
+                  "(serving modes bento and bento+gateway; skipped in mode fastapi).")
     build_command(
         "fastapi-build", "fastapi_build",
-        "Build the FastAPI gateway image (generated from the model's signature) and push it.",
+        "Build the app's FastAPI image and push it: the gateway (generated from the model's signature) in "
+        "serving mode bento+gateway, the standalone model server in mode fastapi (skipped in mode bento).",
     )
 
     @app.command()
@@ -189,6 +221,8 @@ def register(app: typer.Typer) -> None:
             None, "--bento-image", help="Deploy this model-server image instead of the run's (with --gateway-image)."),
         gateway_image: Optional[str] = typer.Option(
             None, "--gateway-image", help="Deploy this gateway image instead of the run's (with --bento-image)."),
+        server_image: Optional[str] = typer.Option(
+            None, "--server-image", help="Deploy this standalone server image instead of the run's (serving fastapi)."),
         model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
         json_path: Optional[str] = JsonOpt,
     ) -> None:
@@ -215,9 +249,10 @@ def register(app: typer.Typer) -> None:
             alias = _promote_alias(promote_alias, registered)
             if settings.target == "k8s":
                 return _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias,
-                                   bool(bento_image or gateway_image))
-            if bento_image or gateway_image:  # given images: each is checked if it has to be pulled
-                result = _deploy_images(params, bento_image, gateway_image, settings)
+                                   bool(bento_image or gateway_image or server_image))
+            if bento_image or gateway_image or server_image:  # given images: each is checked if it has to be pulled
+                images = {"bento": bento_image, "gateway": gateway_image, "server": server_image}
+                result = _deploy_images(params, images, settings)
                 # Written back only where the run is known to live: the registry that named it.
                 where = (provenance.Target(registered.tracking_uri, params.run_id, registered.model_id or "",
                                            registered.name, registered.version) if registered else None)
@@ -324,10 +359,12 @@ def register(app: typer.Typer) -> None:
                 return out
 
             resolved = timed("resolve", 1, lambda: resolve_run(params, tracking_uri, model_name, registered))
-            bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
-            _write_back_push(resolved, registered, tracking_uri, "bento", bento)
-            gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, base_image=base_image, do_push=do_push, force=force))
-            _write_back_push(resolved, registered, tracking_uri, "gateway", gateway)
+            build = dict(base_image=base_image, do_push=do_push, force=force, serving=settings.serving)
+            bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, **build))
+            gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, **build))
+            for built in (bento, gateway):  # only what the mode built
+                if built.get("status") != "skipped":
+                    _write_back_push(resolved, registered, tracking_uri, built["role"], built)
             deployed = timed("deploy", 4, lambda: _deploy_stage(params, resolved, settings))
             provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), deployed, alias)
             console.ok(f"{params.app} run {params.run_id} serves on {deployed['url']}/predict")

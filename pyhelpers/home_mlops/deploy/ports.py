@@ -71,7 +71,7 @@ def holders(client, port: int) -> list[PortHolder]:
 
 
 def check_public_port(client, app: str, port: int, bind: str) -> None:
-    """DeployFailed (6) unless ``port`` on ``bind`` is free or held only by this app's public gateway."""
+    """DeployFailed (6) unless ``port`` on ``bind`` is free or held only by this app's public front door."""
     held = holders(client, port)
     others = [h for h in held if h.app != app]
     if others:
@@ -82,8 +82,8 @@ def check_public_port(client, app: str, port: int, bind: str) -> None:
             f"deploy {app!r} on another port (--port / HOME_MLOPS_PORT, or its port in jobs/projects.yaml), "
             f"or `home-mlops undeploy --app {h.app}` first",
         )
-    if any(h.role == "gateway" and h.slot == "public" for h in held):
-        return  # our own public gateway: the new one joins it, then the old one goes
+    if any(h.slot == "public" for h in held):
+        return  # our own public front door (any serving mode): the new one joins it, then the old one goes
     if not port_bindable(port, bind):
         raise DeployFailed(
             f"port {port} on {bind} is in use by a process that is not a home-mlops gateway; nothing was started",

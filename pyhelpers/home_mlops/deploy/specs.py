@@ -1,7 +1,11 @@
-"""What a deploy runs: the release record, container labels and specs, and the compose file of the pair.
+"""What a deploy runs: the release record, container labels and specs, and the compose file.
 
-Host networking for every container. The model server and candidate gateways bind
-127.0.0.1; only the public gateway binds the deploy's ``bind`` address.
+The containers depend on the serving mode (``SERVING_ROLES``): ``bento+gateway`` runs a
+BentoML model server behind a FastAPI gateway, ``bento`` the BentoML server alone,
+``fastapi`` the standalone FastAPI model server. The mode's front door (``FRONT_DOOR``)
+is the one container that binds the app's public port (slot ``public``); a *candidate*
+of it on a loopback port is smoke-tested first. Host networking for every container;
+everything but the public front door binds 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from home_mlops.deploy.app_settings import DeploySettings
+from home_mlops.deploy.app_settings import FRONT_DOOR, SERVING_ROLES, DeploySettings
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_app, validate_experiment_id, validate_registry, validate_run_id
 
 LABEL_PREFIX = "io.homemlops."
 LABEL_APP = LABEL_PREFIX + "app"
-LABEL_ROLE = LABEL_PREFIX + "role"  # bento | gateway
-LABEL_SLOT = LABEL_PREFIX + "slot"  # public | candidate (gateways only)
+LABEL_ROLE = LABEL_PREFIX + "role"  # bento | gateway | server
+LABEL_SLOT = LABEL_PREFIX + "slot"  # public | candidate (the front door; empty for a model server behind one)
+LABEL_SERVING = LABEL_PREFIX + "serving"  # the serving mode the container was deployed in
 LABEL_RUN = LABEL_PREFIX + "run-id"
 LABEL_EXPERIMENT = LABEL_PREFIX + "experiment-id"
 LABEL_MODEL = LABEL_PREFIX + "model-id"
@@ -39,6 +44,11 @@ _BENTO_HEALTH_CODE = (
     "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
     "'http://127.0.0.1:%s/readyz' % os.environ.get('BENTOML_PORT','3000'), timeout=3)"
 )
+_SERVER_HEALTH_CODE = (
+    "import os,urllib.request;"
+    "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
+    "'http://127.0.0.1:%s/readyz' % os.environ.get('HOME_MLOPS_GATEWAY_PORT','8000'), timeout=3)"
+)
 _GATEWAY_HEALTH_CODE = (
     "import os,urllib.request;"
     "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
@@ -48,7 +58,8 @@ _GATEWAY_HEALTH_CODE = (
 
 @dataclass(frozen=True)
 class Release:
-    """Which model a deploy serves: the run, its two images and the smoke-test payload."""
+    """Which model a deploy serves: the run, its images (those its serving mode uses; the others
+    may be empty) and the smoke-test payload (MLflow scoring JSON)."""
 
     app: str
     experiment_id: str
@@ -57,13 +68,21 @@ class Release:
     bento_image: str
     gateway_image: str
     smoke_payload: dict | None = None
+    server_image: str = ""
 
-    def validate(self) -> "Release":
+    def image(self, role: str) -> str:
+        return {"bento": self.bento_image, "gateway": self.gateway_image, "server": self.server_image}[role]
+
+    def validate(self, serving: str = "bento+gateway") -> "Release":
         validate_app(self.app)
         validate_experiment_id(self.experiment_id)
         validate_run_id(self.run_id)
-        validate_image_ref(self.bento_image)
-        validate_image_ref(self.gateway_image)
+        for role in SERVING_ROLES[serving]:
+            if not self.image(role):
+                raise BadInput(f"no {role} image to deploy app {self.app!r} in serving mode {serving}",
+                               f"the {' and '.join(SERVING_ROLES[serving])} image(s) of the run",
+                               f"give --{role}-image, or build the run's images for serving {serving}")
+            validate_image_ref(self.image(role))
         return self
 
 
@@ -88,12 +107,12 @@ def validate_image_ref(ref: str) -> str:
 class Slot:
     """One container of the pair: its role, name, port and (gateways) where it forwards to."""
 
-    role: str  # bento | gateway
+    role: str  # bento | gateway | server
     name: str
     port: int
     deploy_id: str
     deployed_at: str
-    slot: str = ""  # public | candidate for gateways
+    slot: str = ""  # public | candidate for the front door, empty for a model server behind a gateway
     upstream_port: int = 0
     upstream_name: str = ""
 
@@ -105,8 +124,9 @@ def public_url(bind: str, port: int) -> str:
     return f"http://{bind}:{port}"
 
 
-def _labels(release: Release, slot: Slot, bind: str) -> dict[str, str]:
+def _labels(release: Release, slot: Slot, bind: str, serving: str) -> dict[str, str]:
     labels = {
+        LABEL_SERVING: serving,
         LABEL_APP: release.app,
         LABEL_ROLE: slot.role,
         LABEL_RUN: release.run_id,
@@ -117,8 +137,10 @@ def _labels(release: Release, slot: Slot, bind: str) -> dict[str, str]:
         LABEL_DEPLOY_ID: slot.deploy_id,
         LABEL_DEPLOYED_AT: slot.deployed_at,
     }
+    if slot.slot:
+        labels[LABEL_SLOT] = slot.slot
     if slot.role == "gateway":
-        labels.update({LABEL_SLOT: slot.slot, LABEL_UPSTREAM: slot.upstream_name})
+        labels[LABEL_UPSTREAM] = slot.upstream_name
     return labels
 
 
@@ -133,29 +155,41 @@ def _healthcheck(code: str, start_period: int) -> dict:
     }
 
 
+def bind_of(slot: Slot, settings: DeploySettings) -> str:
+    """The public front door binds the deploy's address; everything else loopback."""
+    return settings.bind if slot.slot == "public" else LOOPBACK
+
+
+def _restart(slot: Slot) -> dict:
+    return {"Name": "no"} if slot.slot == "candidate" else {"Name": "unless-stopped"}
+
+
 def bento_spec(release: Release, slot: Slot, settings: DeploySettings) -> dict:
+    """The BentoML model server: behind a gateway, or the front door itself (serving mode bento)."""
+    bind = bind_of(slot, settings)
     return dict(
         image=release.bento_image,
         name=slot.name,
         environment={
-            "BENTOML_HOST": LOOPBACK,
+            "BENTOML_HOST": bind,
             "BENTOML_PORT": str(slot.port),
             "HOME_MLOPS_APP": release.app,
             "HOME_MLOPS_RUN_ID": release.run_id,
             "HOME_MLOPS_EXPERIMENT_ID": release.experiment_id,
             "HOME_MLOPS_MODEL_ID": release.model_id or "",
         },
-        labels=_labels(release, slot, LOOPBACK),
+        labels=_labels(release, slot, bind, settings.serving),
         mem_limit=settings.memory,
         nano_cpus=int(settings.cpus * 1e9),
         healthcheck=_healthcheck(_BENTO_HEALTH_CODE, 60),
-        restart_policy={"Name": "unless-stopped"},
+        restart_policy=_restart(slot),
+        stop_signal="SIGTERM",
     )
 
 
 def gateway_spec(release: Release, slot: Slot, settings: DeploySettings) -> dict:
     """A gateway: the public one binds ``settings.bind``, a candidate binds loopback."""
-    bind = settings.bind if slot.slot == "public" else LOOPBACK
+    bind = bind_of(slot, settings)
     return dict(
         image=release.gateway_image,
         name=slot.name,
@@ -168,13 +202,53 @@ def gateway_spec(release: Release, slot: Slot, settings: DeploySettings) -> dict
             "HOME_MLOPS_RUN_ID": release.run_id,
             DEPLOY_ID_ENV: slot.deploy_id,
         },
-        labels=_labels(release, slot, bind),
+        labels=_labels(release, slot, bind, settings.serving),
         mem_limit=GATEWAY_MEMORY,
         nano_cpus=int(GATEWAY_CPUS * 1e9),
         healthcheck=_healthcheck(_GATEWAY_HEALTH_CODE, 20),
-        restart_policy={"Name": "unless-stopped"} if slot.slot == "public" else {"Name": "no"},
+        restart_policy=_restart(slot),
         stop_signal="SIGTERM",
     )
+
+
+def server_workers(cpus: float) -> int:
+    """Worker processes of the standalone server: one per whole CPU the app gets (at least one);
+    each runs the model single-threaded, so the processes are the parallelism."""
+    return max(1, int(cpus))
+
+
+def server_spec(release: Release, slot: Slot, settings: DeploySettings) -> dict:
+    """The standalone FastAPI model server (serving mode fastapi): the model in process, the app's
+    CPUs and memory; ready (``/readyz``) once the model is loaded."""
+    bind = bind_of(slot, settings)
+    return dict(
+        image=release.server_image,
+        name=slot.name,
+        environment={
+            "HOME_MLOPS_GATEWAY_HOST": bind,
+            "HOME_MLOPS_GATEWAY_PORT": str(slot.port),
+            "HOME_MLOPS_GATEWAY_WORKERS": str(server_workers(settings.cpus)),
+            "HOME_MLOPS_GATEWAY_GRACEFUL_TIMEOUT": str(STOP_TIMEOUT - 2),
+            "HOME_MLOPS_APP": release.app,
+            "HOME_MLOPS_RUN_ID": release.run_id,
+            "HOME_MLOPS_EXPERIMENT_ID": release.experiment_id,
+            "HOME_MLOPS_MODEL_ID": release.model_id or "",
+            DEPLOY_ID_ENV: slot.deploy_id,
+        },
+        labels=_labels(release, slot, bind, settings.serving),
+        mem_limit=settings.memory,
+        nano_cpus=int(settings.cpus * 1e9),
+        healthcheck=_healthcheck(_SERVER_HEALTH_CODE, 60),
+        restart_policy=_restart(slot),
+        stop_signal="SIGTERM",
+    )
+
+
+SPECS = {"bento": bento_spec, "gateway": gateway_spec, "server": server_spec}
+
+
+def front_door(settings: DeploySettings) -> str:
+    return FRONT_DOOR[settings.serving]
 
 
 def _service(container_name: str, spec: dict) -> dict[str, Any]:
@@ -199,8 +273,10 @@ def _service(container_name: str, spec: dict) -> dict[str, Any]:
     }
 
 
-def compose_services(bento_name: str, bento: dict, gateway_name: str, gateway: dict) -> dict:
-    """The running pair as docker-compose services (the gateway waits for a healthy model server)."""
-    gw = _service(gateway_name, gateway)
-    gw["depends_on"] = {"bento": {"condition": "service_healthy"}}
-    return {"bento": _service(bento_name, bento), "gateway": gw}
+def compose_services(containers: dict[str, tuple[str, dict]]) -> dict:
+    """The running containers (role -> (name, spec)) as docker-compose services; a gateway
+    waits for a healthy model server."""
+    services = {role: _service(name, spec) for role, (name, spec) in containers.items()}
+    if "gateway" in services and "bento" in services:
+        services["gateway"]["depends_on"] = {"bento": {"condition": "service_healthy"}}
+    return services

@@ -1,4 +1,4 @@
-"""What is deployed on this host: one entry per app's public gateway, read from Docker
+"""What is deployed on this host: one entry per app's public front door, read from Docker
 (container labels, states, health checks, image digests) and a readiness probe through 127.0.0.1."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from home_mlops.deploy.probe import answers, container_state
 from home_mlops.deploy.specs import (
     LABEL_APP, LABEL_BIND, LABEL_DEPLOYED_AT, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_PORT, LABEL_ROLE, LABEL_RUN,
-    LABEL_SLOT, LABEL_UPSTREAM, LOOPBACK, public_url,
+    LABEL_SERVING, LABEL_SLOT, LABEL_UPSTREAM, LOOPBACK, public_url,
 )
 from home_mlops.platform.host import docker_client
 
@@ -27,19 +27,38 @@ def _health(state_: str, health: str | None) -> str:
     return health or state_  # containers without a health check show their state
 
 
+ROLES = ("gateway", "bento", "server")
+
+
+def _container_fields(client, role: str, container, port: int | str | None) -> dict[str, Any]:
+    """``<role>_image, _digest, _container, _state, _health, _ready`` of one container (None when absent)."""
+    if container is None:
+        return {f"{role}_{k}": None for k in ("image", "digest", "container", "state", "health")} | {
+            f"{role}_ready": False}
+    c_state, c_health = container_state(container)
+    image, digest = _image_ref(client, container)
+    return {
+        f"{role}_image": image, f"{role}_digest": digest, f"{role}_container": container.name,
+        f"{role}_state": c_state, f"{role}_health": _health(c_state, c_health),
+        f"{role}_ready": c_state == "running" and answers(f"http://{LOOPBACK}:{port}/readyz"),
+    }
+
+
 def status(app: str | None = None) -> list[dict[str, Any]]:
-    """One entry per public gateway container (running or not) of ``app`` (or every app)."""
+    """One entry per public front door container (running or not) of ``app`` (or every app): the
+    gateway (serving bento+gateway, with its model server), the bento (bento) or the server (fastapi)."""
     client = docker_client()
-    filters = [f"{LABEL_ROLE}=gateway", f"{LABEL_SLOT}=public"] + ([f"{LABEL_APP}={app}"] if app else [])
+    filters = [f"{LABEL_SLOT}=public"] + ([f"{LABEL_APP}={app}"] if app else [])
     out = []
-    for gw in client.containers.list(all=True, filters={"label": filters}, ignore_removed=True):
-        labels = gw.labels
+    for front in client.containers.list(all=True, filters={"label": filters}, ignore_removed=True):
+        labels = front.labels
+        role = labels.get(LABEL_ROLE, "gateway")
         port = int(labels.get(LABEL_PORT) or 0)
         bind = labels.get(LABEL_BIND, LOOPBACK)
-        gw_state, gw_health = container_state(gw)
-        gw_image, gw_digest = _image_ref(client, gw)
         entry: dict[str, Any] = {
             "app": labels.get(LABEL_APP, ""),
+            "serving": labels.get(LABEL_SERVING) or "bento+gateway",  # deploys from before the modes
+            "front_door": role,
             "url": public_url(bind, port),
             "local_url": f"http://{LOOPBACK}:{port}",
             "port": port,
@@ -47,29 +66,20 @@ def status(app: str | None = None) -> list[dict[str, Any]]:
             "run_id": labels.get(LABEL_RUN),
             "experiment_id": labels.get(LABEL_EXPERIMENT),
             "model_id": labels.get(LABEL_MODEL),
-            "deployed_at": labels.get(LABEL_DEPLOYED_AT) or gw.attrs.get("Created", "")[:19],
-            "gateway_image": gw_image,
-            "gateway_digest": gw_digest,
-            "gateway_container": gw.name,
-            "gateway_state": gw_state,
-            "gateway_health": _health(gw_state, gw_health),
-            "gateway_ready": gw_state == "running" and answers(f"http://{LOOPBACK}:{port}/readyz"),
-            "bento_image": None, "bento_digest": None, "bento_container": None, "bento_state": None,
-            "bento_health": None, "bento_ready": False,
+            "deployed_at": labels.get(LABEL_DEPLOYED_AT) or front.attrs.get("Created", "")[:19],
         }
-        try:
-            bento = client.containers.get(labels.get(LABEL_UPSTREAM, ""))
-        except Exception:  # noqa: BLE001 - gone
-            bento = None
-        if bento is not None:
-            b_state, b_health = container_state(bento)
-            b_image, b_digest = _image_ref(client, bento)
-            entry.update(
-                bento_image=b_image, bento_digest=b_digest, bento_container=bento.name, bento_state=b_state,
-                bento_health=_health(b_state, b_health),
-                bento_ready=b_state == "running" and answers(f"http://{LOOPBACK}:{bento.labels.get(LABEL_PORT)}/readyz"),
-            )
-        entry["health"] = f"{entry['gateway_health']}/{entry['bento_health'] or 'missing'}"
-        entry["ready"] = bool(entry["gateway_ready"] and entry["bento_ready"])
+        for other in ROLES:
+            entry.update(_container_fields(client, other, None, None))
+        entry.update(_container_fields(client, role, front, port))
+        roles = [role]
+        if role == "gateway":  # the model server behind it
+            try:
+                bento = client.containers.get(labels.get(LABEL_UPSTREAM, ""))
+            except Exception:  # noqa: BLE001 - gone
+                bento = None
+            entry.update(_container_fields(client, "bento", bento, bento.labels.get(LABEL_PORT) if bento else None))
+            roles.append("bento")
+        entry["health"] = "/".join(entry[f"{r}_health"] or "missing" for r in roles)
+        entry["ready"] = all(entry[f"{r}_ready"] for r in roles)
         out.append(entry)
-    return sorted(out, key=lambda e: (e["app"], e["gateway_container"]))
+    return sorted(out, key=lambda e: (e["app"], e[f"{e['front_door']}_container"]))

@@ -1,23 +1,31 @@
-"""Deploy a (bento image, gateway image) pair for one app with no dropped requests.
+"""Deploy one app's release in its serving mode with no dropped requests.
+
+The serving mode (``specs.SERVING_ROLES``) decides the containers: ``bento+gateway`` a
+BentoML model server behind a FastAPI gateway, ``bento`` the BentoML server alone,
+``fastapi`` the standalone FastAPI model server. Its *front door* (gateway, bento or
+server) is the container that binds the app's public port; every front door listens with
+SO_REUSEPORT (the bento through ``bento_serve.py``), so each mode switches the same way.
 
 Many apps share one host, each on its own public port. All containers use host
-networking; the model server and candidate gateways bind 127.0.0.1, the public
-gateway binds the deploy's ``bind`` address (default 0.0.0.0). The switch-over, in order:
+networking; everything but the public front door binds 127.0.0.1; the public front
+door binds the deploy's ``bind`` address (default 0.0.0.0). The switch-over, in order:
 
 1. lock the app (a second deploy, rollback or undeploy of the same app fails at once);
-2. make sure both images are present locally (else pull them; a missing image is
+2. make sure the mode's images are present locally (else pull them; a missing image is
    NotFound and nothing was touched);
-3. check the public port: free, or held by this app's own public gateway; a port
+3. check the public port: free, or held by this app's own public front door; a port
    another app holds is exit 6 naming that app and its run, before anything starts;
-4. start the new bento on a free loopback port in 3000-3999 and wait for ``/readyz``;
-5. start a *candidate* gateway on another such port in front of it, wait for
-   ``/readyz`` and smoke-test ``POST /predict`` with the model's input example;
+4. (bento+gateway) start the new bento on a free loopback port in 3000-3999 and wait
+   for ``/readyz``;
+5. start a *candidate* front door on another such port (in front of that bento), wait
+   for ``/readyz`` and smoke-test ``POST /predict`` with the model's input example;
 6. under the host-wide deploy lock (every app, every user): check the public port
-   again, start the new *public* gateway next to the old one (SO_REUSEPORT: for a
-   moment both accept); once the new one answers with its deploy id and a burst of
-   fresh connections succeeds, the old gateway gets SIGTERM (it stops accepting, its
-   queued connections migrate to the twin - net.ipv4.tcp_migrate_req=1 - and it
-   drains in-flight requests); then the old bento is stopped;
+   again, start the new *public* front door next to the old one (SO_REUSEPORT: for a
+   moment both accept); once the new one answers (with its deploy id, or its health
+   check for a bento) and a burst of fresh connections succeeds, the old front door gets
+   SIGTERM (it stops accepting, its queued connections migrate to the twin -
+   net.ipv4.tcp_migrate_req=1 - and it drains in-flight requests); then every other
+   container of the app's earlier deploys is stopped (a mode change included);
 7. record the deployment in the app's history and write its docker-compose.yml.
 
 Port picks (4, 5) also happen under the host lock, until the container that claims
@@ -41,12 +49,12 @@ from typing import Any, Callable, Iterator
 
 from home_mlops import console
 from home_mlops.deploy import state
-from home_mlops.deploy.app_settings import DeploySettings
+from home_mlops.deploy.app_settings import SERVING_ROLES, DeploySettings
 from home_mlops.deploy.ports import check_public_port, free_port, pick_private_port
 from home_mlops.deploy.probe import KEEP_SERVING, scrub, sends_deploy_id, smoke, verify_public, wait_ready
 from home_mlops.deploy.specs import (
-    LABEL_APP, LABEL_BIND, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LOOPBACK, STOP_TIMEOUT, Release, Slot,
-    bento_spec, compose_services, gateway_spec, public_url,
+    LABEL_APP, LABEL_BIND, LABEL_DEPLOY_ID, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_SLOT, LOOPBACK,
+    SPECS, STOP_TIMEOUT, Release, Slot, bento_spec, compose_services, front_door, public_url,
 )
 from home_mlops.deploy.status import status
 from home_mlops.errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailable
@@ -84,6 +92,10 @@ class DeployResult:
     model_id: str = ""
     bento_port: int = 0
     deploy_seconds: float = 0.0
+    serving: str = "bento+gateway"
+    server_image: str = ""
+    server_container: str = ""
+    front_door: str = "gateway"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -210,8 +222,12 @@ def _app_containers(client, app: str, **labels: str) -> list:
     return client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
 
 
-def _public_gateways(client, app: str) -> list:
-    return _app_containers(client, app, role="gateway", slot="public")
+def _front_doors(client, app: str) -> list:
+    """The app's public front doors, whatever their role (a mode change replaces a gateway by a server)."""
+    return _app_containers(client, app, slot="public")
+
+
+_public_gateways = _front_doors  # the name tests and benches use
 
 
 # --------------------------------------------------------------------------- deploy
@@ -243,9 +259,9 @@ def deploy(release: Release, settings: DeploySettings | None = None, *, registry
     as the benchmark's baseline. Raises DeployFailed (6), NotFound (3), Unavailable (7),
     BadInput (2).
     """
-    release.validate()
     settings = settings or DeploySettings()
     settings.check_supported()
+    release.validate(settings.serving)
     if strategy not in ("reuseport", "recreate"):
         raise BadInput(f"unknown deploy strategy {strategy!r}", "reuseport or recreate")
     with _interruptible() as guard, state.app_lock(release.app, f"deploying run {release.run_id}", state_base):
@@ -259,21 +275,30 @@ def _start_on_private_port(client, job: _Job, started: _Started, make_spec: Call
         return port, _run(client, make_spec(port), started)
 
 
+def smoke_body(role: str, payload: dict) -> dict:
+    """The smoke test's body for the front door that gets it: MLflow scoring JSON for a FastAPI
+    front door, ``{"inputs": records}`` for a BentoML server."""
+    if role == "bento" and "dataframe_records" in payload:
+        return {"inputs": payload["dataframe_records"]}
+    return payload
+
+
 def _deploy_locked(job: _Job) -> DeployResult:
     release, settings = job.release, job.settings
     app, port, bind = release.app, settings.port, settings.bind
+    front = front_door(settings)
     started_at = time.monotonic()
     deadline = started_at + settings.ready_timeout
     client = docker_client()
     enable_reuseport_migration()
 
-    console.step(f"deploy {app}: run {release.run_id} on {bind}:{port}")
+    console.step(f"deploy {app}: run {release.run_id} on {bind}:{port} (serving {settings.serving})")
     # leftovers of an interrupted deploy (the app lock says no deploy of this app is running now)
     for c in _app_containers(client, app, slot="candidate"):
         _remove(c)
     check_public_port(client, app, port, bind)  # fail before anything is pulled or started; again at the switch
-    ensure_image(client, release.bento_image, job.registry_auth)
-    ensure_image(client, release.gateway_image, job.registry_auth)
+    for role in SERVING_ROLES[settings.serving]:
+        ensure_image(client, release.image(role), job.registry_auth)
 
     deploy_id = time.strftime("%m%d%H%M%S") + secrets.token_hex(2)
     deployed_at = state.now_iso()
@@ -281,79 +306,89 @@ def _deploy_locked(job: _Job) -> DeployResult:
     started = _Started()
     switched = False
     old_stopped: list = []
+    kept: dict[str, tuple[str, dict]] = {}  # role -> (container name, spec) of what keeps running
+    model_server = None
+    bento_port, bento_name = 0, ""
     try:
-        # 1. the model server
-        bento_name = f"hm-{app}-bento-{short}-{deploy_id}"
+        # 1. the model server behind a gateway (bento+gateway only)
+        if front == "gateway":
+            bento_name = f"hm-{app}-bento-{short}-{deploy_id}"
 
-        def bento_of(p: int) -> dict:
-            return bento_spec(release, Slot("bento", bento_name, p, deploy_id, deployed_at), settings)
+            def bento_of(p: int) -> dict:
+                return bento_spec(release, Slot("bento", bento_name, p, deploy_id, deployed_at), settings)
 
-        bento_port, bento = _start_on_private_port(client, job, started, bento_of)
-        b_spec = bento_of(bento_port)
-        console.step(f"started model server {bento_name} on {LOOPBACK}:{bento_port}")
-        wait_ready(bento, f"http://{LOOPBACK}:{bento_port}/readyz", deadline, "the model server", job.secrets)
-        console.ok("model server ready")
+            bento_port, model_server = _start_on_private_port(client, job, started, bento_of)
+            kept["bento"] = (bento_name, bento_of(bento_port))
+            console.step(f"started model server {bento_name} on {LOOPBACK}:{bento_port}")
+            wait_ready(model_server, f"http://{LOOPBACK}:{bento_port}/readyz", deadline, "the model server",
+                       job.secrets)
+            console.ok("model server ready")
 
-        # 2. a candidate gateway on a private port, smoke-tested
+        def front_slot(name: str, p: int, slot: str) -> Slot:
+            return Slot(front, name, p, deploy_id, deployed_at, slot, bento_port, bento_name)
+
+        # 2. a candidate front door on a private port, smoke-tested
+        cand_name = f"hm-{app}-{front}cand-{short}-{deploy_id}"
+
         def candidate_of(p: int) -> dict:
-            return gateway_spec(release, Slot("gateway", f"hm-{app}-gwcand-{short}-{deploy_id}", p, deploy_id,
-                                              deployed_at, "candidate", bento_port, bento_name), settings)
+            return SPECS[front](release, front_slot(cand_name, p, "candidate"), settings)
 
         cand_port, cand = _start_on_private_port(client, job, started, candidate_of)
-        console.step(f"started candidate gateway on {LOOPBACK}:{cand_port}")
-        wait_ready(cand, f"http://{LOOPBACK}:{cand_port}/readyz", deadline, "the candidate gateway", job.secrets)
+        console.step(f"started candidate {front} on {LOOPBACK}:{cand_port}")
+        wait_ready(cand, f"http://{LOOPBACK}:{cand_port}/readyz", deadline, f"the candidate {front}", job.secrets)
         if release.smoke_payload:
-            smoke(f"http://{LOOPBACK}:{cand_port}/predict", release.smoke_payload, [cand, bento], job.secrets)
+            smoke(f"http://{LOOPBACK}:{cand_port}/predict", smoke_body(front, release.smoke_payload),
+                  [c for c in (cand, model_server) if c is not None], job.secrets)
             console.ok("smoke test passed (POST /predict with the model's input example)")
         else:
             console.warn("no smoke payload (the model has no input example): only readiness was checked")
         _remove(cand)
         started.containers.remove(cand)
 
-        # 3. the public gateway, next to the old one (SO_REUSEPORT), then the old one goes
-        gw_name = f"hm-{app}-gateway-{short}-{deploy_id}"
-        gw_spec = gateway_spec(release, Slot("gateway", gw_name, port, deploy_id, deployed_at, "public",
-                                             bento_port, bento_name), settings)
+        # 3. the public front door, next to the old one (SO_REUSEPORT), then the old one goes
+        public_name = f"hm-{app}-{front}-{short}-{deploy_id}"
+        public_spec = SPECS[front](release, front_slot(public_name, port, "public"), settings)
+        kept[front] = (public_name, public_spec)
         with state.host_lock(f"{app}: switching port {port}", settings.ready_timeout, job.state_base):
             check_public_port(client, app, port, bind)
-            old_gateways = _public_gateways(client, app)
-            old_running = [g for g in old_gateways if g.status == "running"]
+            old_fronts = _front_doors(client, app)
+            old_running = [g for g in old_fronts if g.status == "running"]
             previous_run_id = old_running[0].labels.get(LABEL_RUN) if old_running else None
             switch_start = time.monotonic()
-            gateway = _switch(client, job, gw_spec, old_running, started, old_stopped, deploy_id,
-                              max(deadline, time.monotonic() + 30))
+            public = _switch(client, job, public_spec, old_running, started, old_stopped, deploy_id,
+                             max(deadline, time.monotonic() + 30))
             switched = True
             job.guard.armed = False
-            # 4. retire the old pair: gateways first (graceful drain), then every other bento of the app
-            for g in old_gateways:
-                if g.id != gateway.id:
-                    console.step(f"stopping old gateway {g.name} (drains in-flight requests)")
+            # 4. retire the old front doors first (graceful drain), the rest of the old deploys after
+            for g in old_fronts:
+                if g.id != public.id:
+                    console.step(f"stopping old front door {g.name} (drains in-flight requests)")
                     _remove(g, stop_timeout=STOP_TIMEOUT)
         switch_seconds = time.monotonic() - switch_start
     except BaseException as exc:
         job.guard.armed = False  # a second signal must not cut the cleanup short
         if not switched:
             console.warn(f"deploy of run {release.run_id} failed; removing the new containers, "
-                         "the old pair keeps serving")
+                         "the old deployment keeps serving")
             # by label too: a signal may land between docker starting a container and our noting it
             tracked = {c.id for c in started.containers}
             late = [c for c in _app_containers(client, app, **{"deploy-id": deploy_id}) if c.id not in tracked]
             for c in [*reversed(started.containers), *late]:
                 _remove(c)
-            for c in old_stopped:  # a bind change stopped the old gateway first: it serves again
+            for c in old_stopped:  # a bind change stopped the old front door first: it serves again
                 try:
                     c.start()
                 except Exception:  # noqa: BLE001
-                    console.warn(f"could not restart the old gateway {c.name}")
+                    console.warn(f"could not restart the old front door {c.name}")
         if isinstance(exc, HomeMlopsError) or not isinstance(exc, Exception):
             raise
         raise DeployFailed(f"deploy of run {release.run_id} failed: {type(exc).__name__}: "
                            f"{scrub(str(exc), job.secrets)}", hint=KEEP_SERVING) from exc
 
-    for b in _app_containers(client, app, role="bento"):
-        if b.id != bento.id:
-            console.step(f"stopping old model server {b.name}")
-            _remove(b, stop_timeout=STOP_TIMEOUT)
+    for c in _app_containers(client, app):
+        if c.labels.get(LABEL_DEPLOY_ID) != deploy_id:
+            console.step(f"stopping {c.labels.get(LABEL_ROLE, 'container')} {c.name} of an earlier deploy")
+            _remove(c, stop_timeout=STOP_TIMEOUT)
     console.ok(f"switched to run {release.run_id} in {switch_seconds:.2f} s")
 
     if job.on_switched:
@@ -362,24 +397,31 @@ def _deploy_locked(job: _Job) -> DeployResult:
         state.record_deployment(app, {
             "run_id": release.run_id, "experiment_id": release.experiment_id, "model_id": release.model_id or "",
             "bento_image": release.bento_image, "gateway_image": release.gateway_image,
+            "server_image": release.server_image,
             "smoke_payload": release.smoke_payload, **settings.model_dump(),
         }, job.state_base)
-    compose = state.write_compose(app, compose_services(bento.name, b_spec, gateway.name, gw_spec), job.state_base)
+    compose = state.write_compose(app, compose_services(kept), job.state_base)
+    names = {role: name for role, (name, _spec) in kept.items()}
     return DeployResult(
         app=app, run_id=release.run_id, url=public_url(bind, port), local_url=f"http://{LOOPBACK}:{port}",
-        port=port, bind=bind, bento_image=release.bento_image, gateway_image=release.gateway_image,
-        bento_container=bento.name, gateway_container=gateway.name, previous_run_id=previous_run_id,
-        switch_seconds=round(switch_seconds, 3), compose_file=str(compose), experiment_id=release.experiment_id,
-        model_id=release.model_id or "", bento_port=bento_port, deploy_seconds=round(time.monotonic() - started_at, 3),
+        port=port, bind=bind, bento_image=release.bento_image if "bento" in kept else "",
+        gateway_image=release.gateway_image if "gateway" in kept else "",
+        bento_container=names.get("bento", ""), gateway_container=names.get("gateway", ""),
+        previous_run_id=previous_run_id, switch_seconds=round(switch_seconds, 3), compose_file=str(compose),
+        experiment_id=release.experiment_id, model_id=release.model_id or "",
+        bento_port=bento_port or (port if front == "bento" else 0),
+        deploy_seconds=round(time.monotonic() - started_at, 3), serving=settings.serving,
+        server_image=release.server_image if "server" in kept else "", server_container=names.get("server", ""),
+        front_door=front,
     )
 
 
 def _switch(client, job: _Job, gw_spec: dict, old_running: list, started: _Started, old_stopped: list,
             deploy_id: str, deadline: float):
-    """Start the new public gateway and make sure it answers; returns its container.
+    """Start the new public front door and make sure it answers; returns its container.
 
     Same port and bind: SO_REUSEPORT overlap. A changed bind address cannot overlap (the
-    kernel prefers the more specific listener), so the old gateway is stopped first and
+    kernel prefers the more specific listener), so the old front door is stopped first and
     started again if the new one fails; ``recreate`` (benchmark baseline) removes it first.
     """
     port, bind = job.settings.port, job.settings.bind
@@ -396,7 +438,7 @@ def _switch(client, job: _Job, gw_spec: dict, old_running: list, started: _Start
             old_stopped.append(g)
         same_port = []
     old_sends_id = sends_deploy_id(port) if same_port else None
-    console.step(f"starting public gateway {gw_spec['name']} on {bind}:{port}")
+    console.step(f"starting public front door {gw_spec['name']} on {bind}:{port}")
     gateway = _run(client, gw_spec, started)
     verify_public(gateway, port, deploy_id, deadline, job.secrets, old_sends_id)
     return gateway
@@ -419,9 +461,11 @@ def rollback(app: str, *, registry_auth: dict | None = None, state_base: Path | 
         saved = {k: previous[k] for k in DeploySettings.model_fields if k in previous}
         saved.update({k: current[k] for k in ("port", "bind") if k in current})
         release = Release(app, previous["experiment_id"], previous["run_id"], previous.get("model_id", ""),
-                          previous["bento_image"], previous["gateway_image"], previous.get("smoke_payload"))
+                          previous.get("bento_image", ""), previous.get("gateway_image", ""),
+                          previous.get("smoke_payload"), previous.get("server_image", ""))
+        settings = DeploySettings(**saved)
         return _deploy_locked(_Job(
-            release.validate(), DeploySettings(**saved), registry_auth, state_base, "reuseport", guard, record=False,
+            release.validate(settings.serving), settings, registry_auth, state_base, "reuseport", guard, record=False,
             on_switched=lambda: state.mark_rolled_back(app, current["run_id"], state_base),
         ))
 
