@@ -10,25 +10,17 @@ labels).
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import jinja2
 import yaml
-from packaging.markers import default_environment
-from packaging.requirements import Requirement
-from packaging.tags import sys_tags
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
 
-from home_mlops.errors import BadInput, BuildFailed, NotFound
-from home_mlops.build.pip import run_pip
+from home_mlops.build import wheels
+from home_mlops.build.wheels import ensure_wheels, link_or_copy, requirements_text
+from home_mlops.errors import BadInput, NotFound
 from home_mlops.gateway.spec import SPEC_FILENAME, GatewaySpec, SpecError, records_from_example, spec_from_mlmodel
 
 __all__ = [
@@ -136,137 +128,11 @@ def load_model_spec(
 
 
 def runtime_requirements(roots: Iterable[str] = GATEWAY_RUNTIME_ROOTS) -> dict[str, str]:
-    """``{canonical name: installed version}`` for the dependency closure of ``roots``.
-
-    Walks ``importlib.metadata`` requirements of the host environment, keeping
-    those whose markers hold here (no extras unless a requirement asks for one).
-    """
-    environment = default_environment()
-    pins: dict[str, str] = {}
-    seen: set[tuple[str, frozenset[str]]] = set()
-    todo: list[tuple[str, frozenset[str], str]] = [(r, frozenset(), "the gateway") for r in roots]
-    while todo:
-        name, extras, wanted_by = todo.pop()
-        key = canonicalize_name(name)
-        if (key, extras) in seen:
-            continue
-        seen.add((key, extras))
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            raise BuildFailed(
-                f"{name} (needed by {wanted_by}) is not installed in {sys.prefix}",
-                "the home-mlops venv to hold every package the gateway runs with",
-                "reinstall home-mlops (pip install -e .) in this venv",
-            ) from None
-        pins[key] = dist.version
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker is not None:
-                if not any(req.marker.evaluate({**environment, "extra": e}) for e in ("", *sorted(extras))):
-                    continue
-            todo.append((req.name, frozenset(canonicalize_name(e) for e in req.extras), key))
-    return dict(sorted(pins.items()))
-
-
-def requirements_text(pins: Mapping[str, str]) -> str:
-    lines = ["# the gateway's runtime packages, pinned to the build host's versions (home-mlops)"]
-    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
-    return "\n".join(lines) + "\n"
-
-
-def _find_wheels(folder: Path, pins: Mapping[str, str]) -> tuple[dict[str, Path], list[str]]:
-    """The best wheel in ``folder`` for each pin (for this host's tags), and the pins without one."""
-    priority = {tag: i for i, tag in enumerate(sys_tags())}
-    best: dict[str, tuple[int, Path]] = {}
-    wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
-    if folder.is_dir():
-        for path in folder.glob("*.whl"):
-            try:
-                name, version, _build, tags = parse_wheel_filename(path.name)
-            except ValueError:
-                continue
-            if wanted.get(name) != version:
-                continue
-            rank = min((priority[t] for t in tags if t in priority), default=None)
-            if rank is None:
-                continue
-            if name not in best or rank < best[name][0]:
-                best[name] = (rank, path)
-    found = {name: best[name][1] for name in best}
-    missing = [n for n in sorted(wanted) if n not in found]
-    return found, missing
-
-
-def ensure_wheels(pins: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
-    """Make sure ``cache_dir`` holds a wheel for every pin; download only what is missing.
-
-    Uses ``pip download --only-binary=:all:`` with the host's pip configuration.
-    Returns ``{canonical name: wheel path}``.
-    """
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    found, missing = _find_wheels(cache_dir, pins)
-    if not missing:
-        return found
-    req_file = cache_dir / ".requirements-download.txt"
-    req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
-    proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
-    req_file.unlink(missing_ok=True)
-    found, missing = _find_wheels(cache_dir, pins)
-    if proc.returncode != 0 or missing:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise BuildFailed(
-            f"could not download wheels for the gateway image: missing {', '.join(missing) or '?'}\n{tail}",
-            "pip download to reach the package index configured on this host",
-            "check the host's pip configuration (pip config list) and network, then retry",
-        )
-    return found
+    """``{canonical name: installed version}`` for the dependency closure of the gateway's packages."""
+    return wheels.runtime_requirements(roots)
 
 
 # --------------------------------------------------------------------------- Dockerfile
-
-_DOCKERFILE = jinja2.Template(
-    """\
-# Rendered by home-mlops (build/gateway_context.py) for app {{ app }}. Build context: this folder.
-# Layers go from what changes least to what changes every run.
-FROM {{ base_image }} AS deps
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-RUN python3 -m venv /opt/venv
-COPY requirements.txt /build/requirements.txt
-COPY wheels/ /wheels/
-RUN /opt/venv/bin/pip install --no-index --find-links /wheels -r /build/requirements.txt \\
- && /opt/venv/bin/pip check
-
-FROM {{ base_image }}
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
-    HOME_MLOPS_GATEWAY_HOST=0.0.0.0 HOME_MLOPS_GATEWAY_PORT={{ port }} \\
-    HOME_MLOPS_GATEWAY_SPEC=/app/gateway-spec.json
-COPY --from=deps /opt/venv /opt/venv
-WORKDIR /app
-COPY gateway/ /app/gateway/
-{%- if extra %}
-COPY extra.py /app/extra.py
-ENV HOME_MLOPS_GATEWAY_EXTRA=extra
-{%- endif %}
-COPY gateway-spec.json /app/gateway-spec.json
-USER {{ uid }}:{{ uid }}
-EXPOSE {{ port }}
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \\
-  CMD {{ healthcheck }}
-{%- for line in labels %}
-LABEL {{ line }}
-{%- endfor %}
-CMD {{ cmd }}
-"""
-)
-
-_HEALTHCHECK_CODE = (
-    "import os,urllib.request;"
-    "urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HOME_MLOPS_GATEWAY_PORT','8000'),"
-    " timeout=2)"
-)
-
 
 def _label_line(key: str, value: str) -> str:
     if not _LABEL_KEY.match(key):
@@ -289,23 +155,12 @@ def render_dockerfile(
     if not _BASE_IMAGE.match(base_image or ""):
         raise BadInput(f"base image {base_image!r} is not an image reference",
                        "e.g. home-mlops/debian-bookworm-python:latest")
-    return _DOCKERFILE.render(
-        app=app,
-        base_image=base_image,
-        port=int(port),
-        uid=RUNTIME_UID,
-        extra=extra,
+    from home_mlops.build.dockerfiles import render  # every Dockerfile: build/templates/, one environment
+
+    return render("gateway.Dockerfile.j2", dict(
+        app=app, base_image=base_image, port=int(port), uid=RUNTIME_UID, extra=extra,
         labels=[_label_line(k, v) for k, v in sorted(labels.items())],
-        healthcheck=json.dumps(["/opt/venv/bin/python", "-c", _HEALTHCHECK_CODE]),
-        cmd=json.dumps(["/opt/venv/bin/python", "-m", "gateway"]),
-    )
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    ))
 
 
 def render_gateway_context(
@@ -351,13 +206,13 @@ def render_gateway_context(
     # pinned requirements and their wheels
     pins = runtime_requirements()
     (build_dir / "requirements.txt").write_text(requirements_text(pins), encoding="utf-8")
-    wheels = build_dir / "wheels"
-    wheels.mkdir()
+    context_wheels = build_dir / "wheels"
+    context_wheels.mkdir()
     if wheels_dir is None:
-        ensure_wheels(pins, wheels)
+        ensure_wheels(pins, context_wheels)
     else:
         for src in ensure_wheels(pins, Path(wheels_dir)).values():
-            _link_or_copy(src, wheels / src.name)
+            link_or_copy(src, context_wheels / src.name)
 
     (build_dir / ".dockerignore").write_text("**/__pycache__\n**/*.pyc\n", encoding="utf-8")
     (build_dir / "Dockerfile").write_text(

@@ -1,4 +1,15 @@
-"""Lock requirements and fetch their wheels on the host, with the host's pip settings.
+"""Wheels and locks, on ``packaging``: every image installs from wheels fetched on the host.
+
+Two ways in, one module (wheel file names are parsed with packaging's
+``parse_wheel_filename``, names compared with ``canonicalize_name``):
+
+- a model's image (bento, server): ``lock`` resolves its requirements to a
+  hash-pinned closure, ``fetch_wheels`` links exactly the locked files;
+- the gateway image: ``runtime_requirements`` pins the gateway's packages to the
+  host venv's versions, ``ensure_wheels`` finds (or downloads) the best wheel of
+  each for this host's tags.
+
+Lock requirements and fetch their wheels on the host, with the host's pip settings.
 
 Images install from these wheels with no network: the host's pip configuration
 (mirrors, CA bundle, the CPU-only torch on the local find-links) is what decides,
@@ -9,6 +20,7 @@ byte-identical lock and Docker reuses the dependency layer.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -16,8 +28,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.tags import sys_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from home_mlops import console, output
 from home_mlops.resolve.cache import sha256_file
@@ -66,9 +85,18 @@ class LockedWheel:
     def parse(cls, line: str) -> "LockedWheel":
         pin, _, digest = line.partition(" --hash=sha256:")
         name, _, version = pin.partition("==")
-        if not (name and version and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        if not (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and re.fullmatch(r"[0-9a-f]{64}", digest)):
             raise ValueError(f"not a lock line: {line!r}")
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise ValueError(f"not a lock line (version {version!r}): {line!r}") from None
         return cls(name, version, digest)
+
+    @property
+    def key(self) -> tuple[str, Version]:
+        """(canonical name, version): what a wheel file name is matched on."""
+        return canonicalize_name(self.name), Version(self.version)
 
 
 def _from_report(entry: dict) -> LockedWheel:
@@ -145,17 +173,14 @@ def fetch_wheels(pinned: list[str], dest: Path) -> list[Path]:
     if proc.returncode != 0:
         raise _fail("could not download the image's wheels", proc)
     dest.mkdir(parents=True, exist_ok=True)
-    by_name = {_norm(w.name): w for w in locked}
+    by_key = {w.key: w for w in locked}
     linked: dict[str, Path] = {}
     for wheel in sorted(cache.glob("*.whl")):
-        want = by_name.get(_norm(wheel.name.split("-")[0]))
+        want = by_key.get(wheel_key(wheel.name))
         if want is None or want.name in linked or sha256_file(wheel) != want.sha256:
             continue
         target = dest / wheel.name
-        try:
-            os.link(wheel, target)
-        except OSError:
-            shutil.copy2(wheel, target)
+        link_or_copy(wheel, target)
         linked[want.name] = target
     missing = sorted(w.line.split(" ")[0] for w in locked if w.name not in linked)
     if missing:
@@ -163,5 +188,110 @@ def fetch_wheels(pinned: list[str], dest: Path) -> list[Path]:
     return list(linked.values())
 
 
-def _norm(name: str) -> str:
-    return name.lower().replace("-", "_").replace(".", "_")
+def wheel_key(filename: str) -> tuple[str, Version] | None:
+    """(canonical name, version) of a wheel file name; None for a name that is not a wheel's."""
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        return None
+    return name, version
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (no copy of a 200 MB wheel) where the file system allows it, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+# --------------------------------------------------------------------------- the gateway's pins
+
+
+def runtime_requirements(roots: Iterable[str]) -> dict[str, str]:
+    """``{canonical name: installed version}`` for the dependency closure of ``roots``.
+
+    Walks ``importlib.metadata`` requirements of the host environment, keeping
+    those whose markers hold here (no extras unless a requirement asks for one).
+    """
+    environment = default_environment()
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo: list[tuple[str, frozenset[str], str]] = [(r, frozenset(), "the gateway") for r in roots]
+    while todo:
+        name, extras, wanted_by = todo.pop()
+        key = canonicalize_name(name)
+        if (key, extras) in seen:
+            continue
+        seen.add((key, extras))
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise BuildFailed(
+                f"{name} (needed by {wanted_by}) is not installed in {sys.prefix}",
+                "the home-mlops venv to hold every package the gateway runs with",
+                "reinstall home-mlops (pip install -e .) in this venv",
+            ) from None
+        pins[key] = dist.version
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is not None:
+                if not any(req.marker.evaluate({**environment, "extra": e}) for e in ("", *sorted(extras))):
+                    continue
+            todo.append((req.name, frozenset(canonicalize_name(e) for e in req.extras), key))
+    return dict(sorted(pins.items()))
+
+
+def requirements_text(pins: Mapping[str, str]) -> str:
+    lines = ["# the gateway's runtime packages, pinned to the build host's versions (home-mlops)"]
+    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
+    return "\n".join(lines) + "\n"
+
+
+def find_wheels(folder: Path, pins: Mapping[str, str]) -> tuple[dict[str, Path], list[str]]:
+    """The best wheel in ``folder`` for each pin (for this host's tags), and the pins without one."""
+    priority = {tag: i for i, tag in enumerate(sys_tags())}
+    best: dict[str, tuple[int, Path]] = {}
+    wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
+    if folder.is_dir():
+        for path in folder.glob("*.whl"):
+            try:
+                name, version, _build, tags = parse_wheel_filename(path.name)
+            except (InvalidWheelFilename, InvalidVersion):
+                continue
+            if wanted.get(name) != version:
+                continue
+            rank = min((priority[t] for t in tags if t in priority), default=None)
+            if rank is None:
+                continue
+            if name not in best or rank < best[name][0]:
+                best[name] = (rank, path)
+    found = {name: best[name][1] for name in best}
+    missing = [n for n in sorted(wanted) if n not in found]
+    return found, missing
+
+
+def ensure_wheels(pins: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
+    """Make sure ``cache_dir`` holds a wheel for every pin; download only what is missing.
+
+    Uses ``pip download --only-binary=:all:`` with the host's pip configuration.
+    Returns ``{canonical name: wheel path}``.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    found, missing = find_wheels(cache_dir, pins)
+    if not missing:
+        return found
+    req_file = cache_dir / ".requirements-download.txt"
+    req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
+    proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
+    req_file.unlink(missing_ok=True)
+    found, missing = find_wheels(cache_dir, pins)
+    if proc.returncode != 0 or missing:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise BuildFailed(
+            f"could not download wheels for the gateway image: missing {', '.join(missing) or '?'}\n{tail}",
+            "pip download to reach the package index configured on this host",
+            "check the host's pip configuration (pip config list) and network, then retry",
+        )
+    return found

@@ -1,0 +1,64 @@
+"""build/wheels.py: wheel file names and lock lines through packaging (no pip, no network)."""
+from __future__ import annotations
+
+import pytest
+from packaging.tags import sys_tags
+from packaging.version import Version
+
+from home_mlops.build.wheels import LockedWheel, find_wheels, requirements_text, wheel_key
+
+HEX = "ab" * 32
+
+
+@pytest.mark.parametrize("filename, key", [
+    ("numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.whl", ("numpy", Version("2.1.3"))),
+    ("zope.interface-7.1-py3-none-any.whl", ("zope-interface", Version("7.1"))),
+    ("Foo_Bar-1.0.post1-1build-py3-none-any.whl", ("foo-bar", Version("1.0.post1"))),
+    ("torch-2.5.1+cpu-cp311-cp311-linux_x86_64.whl", ("torch", Version("2.5.1+cpu"))),
+    ("not-a-wheel.whl", None),
+    ("numpy-2.1.3.tar.gz", None),
+])
+def test_wheel_key(filename, key):
+    assert wheel_key(filename) == key
+
+
+def test_a_lock_line_matches_its_wheel_by_canonical_name_and_version():
+    locked = LockedWheel.parse(f"Zope.Interface==7.1 --hash=sha256:{HEX}")
+    assert locked.line == f"Zope.Interface==7.1 --hash=sha256:{HEX}"
+    assert locked.key == wheel_key("zope_interface-7.1-cp311-cp311-manylinux_2_17_x86_64.whl")
+    assert locked.key != wheel_key("zope_interface-7.10-py3-none-any.whl")  # not a prefix match
+
+
+@pytest.mark.parametrize("line", [
+    f"numpy --hash=sha256:{HEX}",  # no version
+    "numpy==2.1 --hash=sha256:abc",  # short digest
+    f"numpy==not.a.version! --hash=sha256:{HEX}",
+    f"-e git+https://x/y==1 --hash=sha256:{HEX}",
+    f"numpy==2.1; os_name=='nt' --hash=sha256:{HEX}",
+])
+def test_lines_that_are_not_lock_lines(line):
+    with pytest.raises(ValueError):
+        LockedWheel.parse(line)
+
+
+def test_find_wheels_picks_the_best_tag_and_the_pinned_version(tmp_path):
+    best_tag = next(iter(sys_tags()))
+    names = [
+        "orjson-3.10.0-py3-none-any.whl",  # compatible, lower priority
+        f"orjson-3.10.0-{best_tag.interpreter}-{best_tag.abi}-{best_tag.platform}.whl",  # this host's best
+        "orjson-3.9.0-py3-none-any.whl",  # another version
+        "orjson-3.10.0-cp27-cp27mu-win32.whl",  # not for this host
+        "httpx-0.27.0-py3-none-any.whl",
+        "garbage.whl",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    found, missing = find_wheels(tmp_path, {"ORJSON": "3.10.0", "httpx": "0.27.0", "uvloop": "0.21.0"})
+    assert found["orjson"].name == names[1]
+    assert found["httpx"].name == "httpx-0.27.0-py3-none-any.whl"
+    assert missing == ["uvloop"]
+
+
+def test_requirements_text_pins_every_package_sorted():
+    text = requirements_text({"uvicorn": "0.30.0", "fastapi": "0.115.0"})
+    assert text.splitlines()[1:] == ["fastapi==0.115.0", "uvicorn==0.30.0"]
