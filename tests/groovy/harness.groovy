@@ -108,12 +108,14 @@ class Run {
             Map<String, String> penv = pb.environment()
             env.each { k, v -> penv.put(k.toString(), v == null ? '' : v.toString()) }
             pb.redirectErrorStream(false)
+            long started = System.nanoTime()
             Process p = pb.start()
             StringBuilder err = new StringBuilder()
             Thread t = Thread.start { err.append(p.errorStream.getText('UTF-8')) }
             output = p.inputStream.getText('UTF-8')
             status = p.waitFor()
             t.join()
+            entry.seconds = (System.nanoTime() - started) / 1.0e9
             entry.stderr = Harness.cut(err.toString())
             entry.stdout = Harness.cut(output)
         } else {

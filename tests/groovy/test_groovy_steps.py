@@ -24,7 +24,7 @@ STEPS = {
     "fastapiBuild": ("fastapi-build", "home-mlops-gateway.json", "gateway", True),
     "deployApp": ("deploy", "home-mlops-deploy.json", "deploy", False),
 }
-COMMON_KNOWN = ["app", "ensureHelper", "experimentId", "helperPath", "helperSpec", "jsonFile", "nas",
+COMMON_KNOWN = ["app", "ensureHelper", "experimentId", "from", "helperPath", "helperSpec", "jsonFile", "nas",
                 "registry", "registryCredentials", "runId", "trackingUri"]
 DEPLOY_SETTINGS = {"port": "HOME_MLOPS_PORT", "bind": "HOME_MLOPS_BIND", "cpus": "HOME_MLOPS_CPUS",
                    "memory": "HOME_MLOPS_MEMORY", "readyTimeout": "HOME_MLOPS_READY_TIMEOUT",
@@ -32,7 +32,7 @@ DEPLOY_SETTINGS = {"port": "HOME_MLOPS_PORT", "bind": "HOME_MLOPS_BIND", "cpus":
 KNOWN = {
     "bentoBuild": sorted(COMMON_KNOWN + ["force", "push"]),
     "fastapiBuild": sorted(COMMON_KNOWN + ["force", "push"]),
-    "deployApp": sorted(COMMON_KNOWN + list(DEPLOY_SETTINGS)),
+    "deployApp": sorted(COMMON_KNOWN + list(DEPLOY_SETTINGS) + ["milestone"]),
     "undeployApp": sorted(["app", "ensureHelper", "helperPath", "helperSpec", "jsonFile", "port"]),
 }
 UNDEPLOY_SCRIPT = 'rm -f -- "$HOME_MLOPS_JSON" && home-mlops undeploy --app="$APP_NAME" --json "$HOME_MLOPS_JSON"'
@@ -231,7 +231,9 @@ def test_step_runs_constant_script_with_values_in_env(rec, step):
     }
     env = sh["env"]
     for key, value in PARAMS.items():
-        assert env[key] == value
+        assert env.get(key, "") == value
+    # withEnv drops an empty value (EnvVars.override): the CLI sees NAS unset, as under Jenkins
+    assert "NAS" not in env
     assert env["MLFLOW_TRACKING_URI"] == TRACKING
     assert env["HOME_MLOPS_JSON"] == json_file
     # credentials bound by withCredentials around the sh, with the documented names
@@ -243,8 +245,8 @@ def test_step_runs_constant_script_with_values_in_env(rec, step):
                              "passwordVariable": "REGISTRY_PASSWORD"}
     (with_env,) = calls(r, "withEnv")
     assert with_env["args"][0][:5] == [f"{k}={v}" for k, v in PARAMS.items()]
-    # the result file is read back and returned as a map
-    assert calls(r, "readJSON")[0]["args"][0] == {"file": json_file}
+    # the result file is read back (plain maps, real nulls) and returned as a map
+    assert calls(r, "readJSON")[0]["args"][0] == {"file": json_file, "returnPojo": True}
     assert r["returned"]["ok"] is True
     # nothing leaks outside the step: the environment is restored after it
     assert "REGISTRY_PASSWORD" not in calls(r, "readJSON")[0]["env"]
@@ -263,7 +265,7 @@ def test_options_override_params_and_switch_flags(rec):
     assert env["HOME_MLOPS_JSON"] == "out/bento.json"
     # registryCredentials: [:] (and --no-push) means no withCredentials at all
     assert not calls(r, "withCredentials") and "REGISTRY_PASSWORD" not in env
-    assert calls(r, "readJSON")[0]["args"][0] == {"file": "out/bento.json"}
+    assert calls(r, "readJSON")[0]["args"][0] == {"file": "out/bento.json", "returnPojo": True}
 
 
 def test_helper_path_and_other_credentials(rec):
