@@ -180,3 +180,8 @@ GATEWAY_LOG_LEVEL = EnvVar("HOME_MLOPS_GATEWAY_LOG_LEVEL", _text, "info", "The f
 GATEWAY_ACCESS_LOG = EnvVar("HOME_MLOPS_GATEWAY_ACCESS_LOG", _flag, False, "1: the front door logs every request.")
 PROMETHEUS_MULTIPROC_DIR = EnvVar("PROMETHEUS_MULTIPROC_DIR", _text, None,
                                   "prometheus_client's multiprocess folder; the front door makes one when workers > 1.")
+
+# Kubernetes target (k8s/)
+KUBECONFIG = EnvVar("KUBECONFIG", _text, None,
+                    "The kubeconfig(s) of the k8s target's cluster (os.pathsep-separated); default ~/.kube/config, "
+                    "else the pod's service account.")

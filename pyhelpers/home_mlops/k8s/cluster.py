@@ -14,9 +14,25 @@ from kubernetes.client import V1Deployment, V1Pod, V1ReplicaSet
 from home_mlops.errors import DeployFailed, HomeMlopsError, Unavailable
 from home_mlops.k8s.render import FIELD_MANAGER, PORT_NAME
 
+# The kinds render.py makes: apiVersion and plural (the REST path); no discovery round trips needed.
+KINDS = {
+    "Namespace": ("v1", "namespaces"),
+    "Service": ("v1", "services"),
+    "Deployment": ("apps/v1", "deployments"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+    "Ingress": ("networking.k8s.io/v1", "ingresses"),
+}
 # What undeploy removes, front to back (an Ingress first, so nothing routes to a Service being removed).
-APP_KINDS = (("networking.k8s.io/v1", "Ingress"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-             ("policy/v1", "PodDisruptionBudget"), ("v1", "Service"), ("apps/v1", "Deployment"))
+APP_KINDS = ("Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Deployment")
+
+
+def object_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    """/api/v1/namespaces/<ns>/services/<name>, /apis/apps/v1/... (names are checked DNS names)."""
+    api_version, plural = KINDS[kind]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+    return f"{path}/{name}" if name else path
 
 
 class Cluster(Protocol):
@@ -39,8 +55,11 @@ def connect() -> "KubeCluster":
     from kubernetes import config
     from kubernetes.config.config_exception import ConfigException
 
+    from home_mlops import env
+
     try:
-        config.load_kube_config()
+        # Read now, not when the client was imported (its default is fixed at import time).
+        config.load_kube_config(config_file=env.KUBECONFIG.get() or None)
     except (ConfigException, OSError, TypeError) as kube_error:
         try:
             config.load_incluster_config()
@@ -62,7 +81,6 @@ class KubeCluster:
         self.api = client.ApiClient()
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
-        self._dynamic = None
 
     def _call(self, what: str, fn, *args, missing_ok: bool = False, **kwargs):
         """One API call; its failure as a home-mlops error that says what was being done
@@ -88,22 +106,28 @@ class KubeCluster:
 
     def check(self) -> str:
         """The API server's version; Unavailable (exit 7) when it does not answer, before anything is done."""
-        from kubernetes import client
+        info = self._call("tell its version", self.api.call_api, "/version", "GET", response_type="object",
+                          header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+                          _return_http_data_only=True, _request_timeout=10)
+        return str((info or {}).get("gitVersion", "")) if isinstance(info, dict) else ""
 
-        info = self._call("tell its version", client.VersionApi(self.api).get_code, _request_timeout=10)
-        return info.git_version
-
-    def _resource(self, api_version: str, kind: str):
-        from kubernetes.dynamic import DynamicClient
-
-        if self._dynamic is None:
-            self._dynamic = self._call("discover the API", DynamicClient, self.api)
-        return self._call(f"find the {kind} API", self._dynamic.resources.get, api_version=api_version, kind=kind)
+    def _request(self, what: str, method: str, path: str, *, query: list | None = None, body: Any = None,
+                 content_type: str = "application/json", missing_ok: bool = False) -> Any:
+        """One REST call through the client's ApiClient (its auth, TLS and proxy settings); the JSON answer."""
+        return self._call(what, self.api.call_api, path, method, query_params=query or [],
+                          header_params={"Content-Type": content_type, "Accept": "application/json"},
+                          body=body, auth_settings=["BearerToken"], response_type="object",
+                          _return_http_data_only=True, missing_ok=missing_ok)
 
     def apply(self, obj: dict[str, Any]) -> None:
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        self._call(f"apply {obj['kind']} {obj['metadata']['name']}", self._dynamic.server_side_apply, resource,
-                   body=obj, field_manager=FIELD_MANAGER, force_conflicts=True)
+        """Server-side apply: a PATCH of the whole object as application/apply-patch+yaml (JSON is YAML),
+        field manager home-mlops, conflicts forced (the manifests are the source of truth)."""
+        kind, meta = obj["kind"], obj["metadata"]
+        if KINDS[kind][0] != obj["apiVersion"]:
+            raise ValueError(f"{kind} has apiVersion {obj['apiVersion']}, expected {KINDS[kind][0]}")
+        self._request(f"apply {kind} {meta['name']}", "PATCH", object_path(kind, meta.get("namespace"), meta["name"]),
+                      query=[("fieldManager", FIELD_MANAGER), ("force", "true")], body=obj,
+                      content_type="application/apply-patch+yaml")
 
     def namespace_exists(self, name: str) -> bool:
         return self._call(f"read namespace {name}", self.core.read_namespace, name, missing_ok=True) is not None
@@ -163,12 +187,12 @@ class KubeCluster:
 
     def delete_app(self, namespace: str, selector: str) -> list[str]:
         removed = []
-        for api_version, kind in APP_KINDS:
-            resource = self._resource(api_version, kind)
-            found = self._call(f"list {kind}", resource.get, namespace=namespace, label_selector=selector)
-            for item in found.items:
-                name = item.metadata.name
-                self._call(f"delete {kind} {name}", resource.delete, name=name, namespace=namespace,
-                           body={"propagationPolicy": "Background"})
+        for kind in APP_KINDS:
+            found = self._request(f"list {kind}", "GET", object_path(kind, namespace),
+                                  query=[("labelSelector", selector)])
+            for item in sorted((found or {}).get("items") or [], key=lambda i: i["metadata"]["name"]):
+                name = item["metadata"]["name"]
+                self._request(f"delete {kind} {name}", "DELETE", object_path(kind, namespace, name),
+                              body={"propagationPolicy": "Background"}, missing_ok=True)
                 removed.append(f"{kind.lower()}/{name}")
         return removed
