@@ -6,16 +6,13 @@ import shutil
 from importlib import metadata, resources
 from pathlib import Path
 
-import jinja2
-
 from home_mlops.build.bento import SERVICE_CONFIG, BentoSource
+from home_mlops.build.dockerfiles import render
 from home_mlops.build.wheels import fetch_wheels, image_requirements, lock
 
 
 def render_dockerfile(app: str, base_image: str, model_tag: str) -> str:
-    template = (resources.files("home_mlops.build") / "templates" / "bento.Dockerfile.j2").read_text()
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    return env.from_string(template).render(app=app, base_image=base_image, model_tag=model_tag)
+    return render("bento.Dockerfile.j2", dict(app=app, base_image=base_image, model_tag=model_tag))
 
 
 def lock_text(requirements: list[str], pinned: list[str]) -> str:
@@ -44,5 +41,8 @@ def render_context(context: Path, app: str, source: BentoSource, bento, model, b
     (src / SERVICE_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     name, version = str(model.tag).split(":")
     shutil.copytree(Path(model.path), context / "models" / name / version)
+    # the launcher that gives BentoML's socket SO_REUSEPORT (the bento as front door, mode bento)
+    shutil.copy2(Path(str(resources.files("home_mlops.build") / "templates" / "bento_serve.py")),
+                 context / "bento_serve.py")
     (context / "Dockerfile").write_text(render_dockerfile(app, base_image, source.model_tag))
     return context
