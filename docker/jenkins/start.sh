@@ -59,11 +59,15 @@ die() { echo "start.sh: $*" >&2; exit "${code:-1}"; }
 # wheel cache (home_mlops.build.wheels.wheel_cache, filled with this host's pip settings
 # the first time, offline afterwards), like the model images.
 helper_wheels() {
-    local dest="$1" cache helper_wheel
+    local dest="$1" cache helper_wheel src
     cache="$(PYTHONPATH="$repo/pyhelpers" "$python" -c 'from home_mlops.build.wheels import wheel_cache; print(wheel_cache())')"
     echo "> helper wheels (cache $cache)" >&2
-    SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dest" "$repo" >&2 \
+    # built from a copy: setuptools builds in-tree (build/, *.egg-info) and the checkout stays clean
+    src="$(mktemp -d)"
+    cp -r "$repo/pyproject.toml" "$repo/README.md" "$repo/pyhelpers" "$src/"
+    SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$dest" "$src" >&2 \
         || code=4 die "could not build the helper's wheel from $repo"
+    rm -rf "$src"
     helper_wheel="$(ls "$dest"/home_mlops-*.whl)"
     # pip wheel, not download: a dependency published only as an sdist (multi-key-dict,
     # python-jenkins') is built into a wheel once, here, so the image installs offline.
