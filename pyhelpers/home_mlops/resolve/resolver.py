@@ -2,14 +2,14 @@
 
 The one entry point is `resolve()`. It picks the finder (NAS when given, else
 the tracking URI), chooses one model deterministically, fetches it through the
-atomic cache and returns a ResolvedModel: everything later stages need.
+atomic cache and returns a ``Resolved`` record (records.py): everything later stages need.
+``describe`` reads a cached model folder into that record (resolve/earlier.py uses it too).
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -18,6 +18,7 @@ from home_mlops.resolve.cache import ModelCache, source_key
 from home_mlops.errors import BadInput, NotFound
 from home_mlops.resolve.mlflow_errors import translate_errors
 from home_mlops.params import JobParams, ModelRef
+from home_mlops.records import Resolved
 from home_mlops.resolve.locate import ModelLocation, NasFinder, TrackingFinder
 from home_mlops.resolve.mlmodel import (
     MODEL_ID, check_model_paths, checked_id, flavors, input_example, parse_signature, python_version, read_mlmodel,
@@ -26,24 +27,8 @@ from home_mlops.resolve.mlmodel import (
 from home_mlops.resolve.requirements import clean_requirements
 
 
-class ResolvedModel(BaseModel):
-    experiment_id: str
-    run_id: str
-    model_id: str | None
-    model_name: str
-    model_uri: str
-    artifact_uri: str
-    source: str  # "nas" or "tracking"
-    flavors: list[str]
-    signature: dict[str, Any] | None
-    input_example: list[dict[str, Any]] | None
-    python_version: str | None
-    requirements: list[str]
-    dropped_requirements: list[str]
-    unpinned_requirements: list[str]  # named without a version by the model; the image lock pins them
-    content_digest: str
-    local_path: str
-    cache_hit: bool
+# The one record of a resolved run (records.py); the old name stays for the modules that use it.
+ResolvedModel = Resolved
 
 
 class RegisteredVersion(BaseModel):
@@ -175,24 +160,30 @@ def resolve(
             lambda dst: finder.download(location, dst),
             {"model_uri": location.model_uri, "artifact_uri": location.artifact_uri, "source": source},
         )
-    local = cache.entry(key)
+    return describe(cache.entry(key), location, source="nas" if nas else "tracking",
+                    content_digest=manifest["content_digest"], cache_hit=hit)
+
+
+def describe(local: Path, location: ModelLocation, *, source: str, content_digest: str, cache_hit: bool) -> Resolved:
+    """The record of a model folder in the cache (its files already hashed against the manifest):
+    MLmodel, signature, input example and requirements read and checked from the files themselves."""
     mlmodel = read_mlmodel(local)
     logged_by = checked_id(mlmodel, "run_id")
-    if logged_by and logged_by != run_id:
-        raise NotFound(f"model {location.model_uri} was logged by run {logged_by}, not {run_id}")
+    if logged_by and logged_by != location.run_id:
+        raise NotFound(f"model {location.model_uri} was logged by run {logged_by}, not {location.run_id}")
     check_model_paths(local, mlmodel)
     model_flavors = flavors(mlmodel)
     reqs = clean_requirements(
         requirement_lines(local), model_flavors, f"the model's requirements.txt ({location.model_uri})"
     )
-    return ResolvedModel(
-        experiment_id=experiment_id,
-        run_id=run_id,
+    return Resolved(
+        experiment_id=location.experiment_id,
+        run_id=location.run_id,
         model_id=location.model_id,
         model_name=location.name,
         model_uri=location.model_uri,
         artifact_uri=location.artifact_uri,
-        source="nas" if nas else "tracking",
+        source=source,
         flavors=model_flavors,
         signature=parse_signature(mlmodel),
         input_example=input_example(local, mlmodel),
@@ -200,7 +191,7 @@ def resolve(
         requirements=reqs.kept,
         dropped_requirements=reqs.dropped,
         unpinned_requirements=reqs.unpinned,
-        content_digest=manifest["content_digest"],
+        content_digest=content_digest,
         local_path=str(Path(local)),
-        cache_hit=hit,
+        cache_hit=cache_hit,
     )
