@@ -81,6 +81,8 @@ NAS = EnvVar("NAS", _text, None,
 AR_NAME = EnvVar("AR_NAME", _text, None, "`--registry`: the image repository prefix, e.g. 127.0.0.1:5000/ml (job parameter).")
 MLFLOW_TRACKING_URI = EnvVar("MLFLOW_TRACKING_URI", _text, None,
                              "`--tracking-uri`: the MLflow tracking server or store; default: sqlite in the state folder.")
+FROM = EnvVar("HOME_MLOPS_FROM", _text, None,
+              "`--from`: an earlier resolve/bento-build/fastapi-build result file to start from (no second resolve).")
 
 # Build
 BASE_IMAGE = EnvVar("HOME_MLOPS_BASE_IMAGE", _text, None,
