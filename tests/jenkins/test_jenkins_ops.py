@@ -251,8 +251,10 @@ def test_register_creates_one_job_per_app_with_five_parameters(fake_jenkins):
     assert result.exit_code == 0, stderr_of(result)
     assert sum(1 for m, p in fake_jenkins.requests if "createItem" in p) == before
     assert "APP_NAME" in fake_jenkins.jobs[JOB]
-    # naming an app updates both of its jobs, and no other app's
+    # naming an app updates both of its jobs, the folder and its view, and no other app's
     assert "undeployApp()" in fake_jenkins.jobs[f"{JOB}-undeploy"]
+    assert ("POST", f"/job/{FOLDER}/config.xml") in fake_jenkins.requests
+    assert ("POST", f"/job/{FOLDER}/view/apps/config.xml") in fake_jenkins.requests
     assert fake_jenkins.jobs[other] == "<flow-definition/>"
     assert TOKEN not in stderr_of(result)
 

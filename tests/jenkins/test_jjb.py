@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from home_mlops.jenkins import one_ref
-from home_mlops.jenkins.client import FOLDER
+from home_mlops.jenkins.client import FOLDER, VIEW
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = REPO / "jobs"
@@ -34,7 +34,6 @@ APPS = [
     "tabular-diabetes-regressor",
 ]
 UNDEPLOY_JOBS = [f"{app}-undeploy" for app in APPS]
-VIEW = f"{FOLDER}/apps"
 PARAMETERS = ["APP_NAME", "EXPERIMENT_ID", "RUN_ID", "NAS", "AR_NAME"]
 SETTINGS_ENV = {
     "port": "HOME_MLOPS_PORT", "cpus": "HOME_MLOPS_CPUS", "memory": "HOME_MLOPS_MEMORY",

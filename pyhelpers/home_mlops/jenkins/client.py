@@ -15,6 +15,7 @@ from home_mlops.errors import BadInput, HomeMlopsError, NotFound, Unavailable
 
 # Every app job lives in this folder (jobs/folder.yaml, jobs/templates.yaml `folder:`).
 FOLDER = "home-mlops"
+VIEW = f"{FOLDER}/apps"  # the folder's list view (jobs/folder.yaml)
 UNDEPLOY_SUFFIX = "-undeploy"
 _SETTINGS = (env.JENKINS_URL, env.JENKINS_USER, env.JENKINS_TOKEN)
 

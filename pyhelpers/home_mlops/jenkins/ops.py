@@ -19,7 +19,7 @@ import typer
 
 from home_mlops import env
 from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unavailable
-from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, JenkinsConfig, build_job, server as make_server,
+from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, VIEW, JenkinsConfig, build_job, server as make_server,
                                        translate, undeploy_job)
 from home_mlops.jenkins.follow import trigger_and_follow
 from home_mlops.params import DEFAULT_REGISTRY, validate_app, validate_experiment_id, validate_nas, validate_registry, validate_run_id
@@ -75,10 +75,11 @@ def project_apps(jobs_dir: Path) -> list[str]:
     return [str(app) for app in apps]
 
 
-def app_jobs(name: str) -> list[str]:
-    """The Jenkins jobs of one app, folder first: JJB creates the folder before the jobs in it."""
+def register_items(name: str) -> list[str]:
+    """What `register <app>` updates: the folder (JJB creates it before the jobs in it), its
+    view (updating the folder resets its views), and the app's two jobs."""
     app = name[: -len(UNDEPLOY_SUFFIX)] if name.endswith(UNDEPLOY_SUFFIX) else name
-    return [FOLDER, build_job(app), undeploy_job(app)]
+    return [FOLDER, VIEW, build_job(app), undeploy_job(app)]
 
 
 def _run(body: Callable[[], int | None]) -> None:
@@ -134,7 +135,7 @@ def register(
             validate_app(name)
         with tempfile.TemporaryDirectory(prefix="home-mlops-jjb-") as tmp:
             ini = write_ini(Path(tmp), config)
-            selected = list(dict.fromkeys(job for name in names or [] for job in app_jobs(name)))
+            selected = list(dict.fromkeys(item for name in names or [] for item in register_items(name)))
             argv = jjb_argv(ini, jobs_dir, selected)
             _err(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
             try:
