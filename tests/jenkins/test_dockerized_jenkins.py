@@ -164,13 +164,18 @@ def jenkins_env(tmp_path_factory, http_tracking, local_platform):
                        capture_output=True, timeout=120)
 
 
-def _test_jobs(tmp_path: Path) -> Path:
-    """jobs/ with one app of the test's own: hmt-j1-iris on port 19402."""
+def _test_jobs(tmp_path: Path, tracking_uri: str) -> Path:
+    """jobs/ with one app of the test's own: hmt-j1-iris on port 19402, whose builds read the
+    test's tracking server (so an external Jenkins needs no global setting for it)."""
     jobs = tmp_path / "jobs"
     shutil.copytree(REPO / "jobs", jobs)
     projects = yaml.safe_load((jobs / "projects.yaml").read_text())
     projects[0]["project"]["app"] = [{APP: {"port": APP_PORT}}]
     (jobs / "projects.yaml").write_text(yaml.safe_dump(projects, sort_keys=False))
+    templates = (jobs / "templates.yaml").read_text()
+    line = "            HOME_MLOPS_SERVING={serving}\n"
+    assert templates.count(line) == 1
+    (jobs / "templates.yaml").write_text(templates.replace(line, line + f"            MLFLOW_TRACKING_URI={tracking_uri}\n"))
     return jobs
 
 
@@ -199,7 +204,7 @@ def test_pipeline_in_a_real_jenkins(tmp_path, http_tracking, jenkins_env, local_
     import requests
 
     env, job = jenkins_env, f"home-mlops/{APP}"
-    jobs = _test_jobs(tmp_path)
+    jobs = _test_jobs(tmp_path, http_tracking["uri"])
     build_args = ["jenkins", "build", "--app", APP, "--experiment-id", http_tracking["experiment_id"],
                   "--registry", local_platform.registry]
     secrets = [local_platform.password] + ([env["HMT_J1_ADMIN_PASSWORD"]] if env.get("HMT_J1_ADMIN_PASSWORD") else [])

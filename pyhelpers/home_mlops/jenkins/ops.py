@@ -124,7 +124,8 @@ def register(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="JJB folder (default: jobs/ of this checkout)"),
     names: Optional[list[str]] = typer.Argument(None, help="Only these apps (default: all apps)"),
 ) -> None:
-    """Create or update each app's jobs from jobs/: `<app>` and `<app>-undeploy` (Jenkins Job Builder `update`)."""
+    """Create or update the home-mlops folder, its view and each app's jobs from jobs/:
+    `home-mlops/<app>` and `home-mlops/<app>-undeploy` (Jenkins Job Builder `update`)."""
 
     def body() -> int:
         config = JenkinsConfig.from_env()
@@ -167,7 +168,7 @@ def register(
 # ------------------------------------------------------------------------ build
 @jenkins_app.command()
 def build(
-    app: str = typer.Option(..., "--app", help="The app; its job has the same name"),
+    app: str = typer.Option(..., "--app", help="The app; its job is home-mlops/<app>"),
     experiment_id: str = typer.Option(..., "--experiment-id", help="MLflow experiment id"),
     run_id: str = typer.Option(..., "--run-id", help="MLflow run id"),
     nas: str = typer.Option("", "--nas", help="Artifact root to read without the tracking server"),
@@ -196,7 +197,7 @@ def build(
 
 @jenkins_app.command()
 def undeploy(
-    app: str = typer.Option(..., "--app", help="The app; its undeploy job is <app>-undeploy"),
+    app: str = typer.Option(..., "--app", help="The app; its undeploy job is home-mlops/<app>-undeploy"),
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the build"),
     poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
 ) -> None:
