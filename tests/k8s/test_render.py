@@ -165,6 +165,13 @@ def test_write_replaces_an_earlier_render_but_keeps_other_files(tmp_path):
     assert not [n for n in names if "gateway" in n or "ingress" in n], names
 
 
+def test_an_out_folder_that_cannot_be_written_is_bad_input(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(BadInput, match="cannot write the manifests"):
+        write(render(release_for(APPS[0], "bento"), settings_for(APPS[0], "bento")), blocker)
+
+
 def test_names_kubernetes_cannot_hold_and_missing_digests_are_refused():
     with pytest.raises(BadInput, match="DNS-1035"):
         render(release_for("9lives", "bento"), settings_for("9lives", "bento"))

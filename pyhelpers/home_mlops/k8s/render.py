@@ -11,6 +11,7 @@ as the Docker target's containers (``deploy/specs.py``), so one selector finds a
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -304,9 +305,14 @@ def check_release(release: ClusterRelease) -> None:
                            "push the image (bento-build / fastapi-build with --push) and render again")
 
 
+@functools.lru_cache(maxsize=1)
+def _serializer() -> k8s.ApiClient:
+    return k8s.ApiClient()
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A client model as the API's JSON (camelCase keys, unset fields left out)."""
-    return k8s.ApiClient().sanitize_for_serialization(obj)
+    return _serializer().sanitize_for_serialization(obj)
 
 
 def render(release: ClusterRelease, settings: DeploySettings, *, front_door: bool = True) -> list[dict[str, Any]]:
@@ -341,17 +347,21 @@ def file_name(index: int, obj: dict[str, Any]) -> str:
 def write(objects: list[dict[str, Any]], out: Path) -> list[Path]:
     """One file per object in ``out``. Files an earlier render wrote there (our header) are removed
     first, so `kubectl apply -f out` never applies an object this render no longer has."""
-    out.mkdir(parents=True, exist_ok=True)
-    for old in sorted(out.glob("*.yaml")):
-        try:
-            first = old.open(encoding="utf-8").readline()
-        except (OSError, UnicodeDecodeError):
-            continue
-        if first == HEADER:
-            old.unlink()
-    written = []
-    for index, obj in enumerate(objects):
-        path = out / file_name(index, obj)
-        path.write_text(HEADER + to_yaml(obj), encoding="utf-8")
-        written.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for old in sorted(out.glob("*.yaml")):
+            try:
+                first = old.open(encoding="utf-8").readline()
+            except (OSError, UnicodeDecodeError):
+                continue
+            if first == HEADER:
+                old.unlink()
+        written = []
+        for index, obj in enumerate(objects):
+            path = out / file_name(index, obj)
+            path.write_text(HEADER + to_yaml(obj), encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise BadInput(f"cannot write the manifests to {str(out)[:200]!r}: {exc.strerror or type(exc).__name__}",
+                       "--out a folder this user can create and write", "choose another --out") from None
     return written
