@@ -8,7 +8,7 @@
 #
 # Uses jenkins-plugin-cli from the Jenkins base image named in docker/jenkins/Dockerfile
 # (present locally: docker pull/load it first), against that image's jenkins.war, with
-# the minimum dependency versions the pinned plugins require (--latest false), so the
+# the minimum dependency versions the pinned plugins require (--latest=false), so the
 # same plugins.txt gives the same folder. Writes plugins.lock (name:version of every
 # archive) next to the archives, and checks the result like start.sh does.
 set -euo pipefail
@@ -31,15 +31,16 @@ staging="$(mktemp -d "$here/.plugins-XXXXXX")"
 trap 'rm -rf "$staging"' EXIT
 chmod 0777 "$staging"  # written by the image's jenkins user
 echo "> jenkins-plugin-cli (from $base): $here/plugins.txt -> $out" >&2
+# the tool deletes and recreates its download directory: a subfolder of the mount, not the mount
 docker run --rm --network host --entrypoint jenkins-plugin-cli \
-    -v "$here/plugins.txt:/tmp/plugins.txt:ro" -v "$staging:/tmp/plugins" \
-    "$base" --plugin-file /tmp/plugins.txt --plugin-download-directory /tmp/plugins \
-    --war /usr/share/jenkins/jenkins.war --latest false --verbose >&2 \
+    -v "$here/plugins.txt:/tmp/plugins.txt:ro" -v "$staging:/tmp/out" \
+    "$base" --plugin-file /tmp/plugins.txt --plugin-download-directory /tmp/out/plugins \
+    --war /usr/share/jenkins/jenkins.war --latest=false --verbose >&2 \
     || code=7 die "jenkins-plugin-cli failed (is the update center reachable from here?)"
 
 rm -rf "$out"
 mkdir -p "$out"
-cp "$staging"/*.jpi "$out"/
+cp "$staging"/plugins/*.jpi "$out"/
 PYTHONPATH="$repo/pyhelpers" "$python" - "$out" <<'PY'
 import sys
 from pathlib import Path

@@ -314,3 +314,22 @@ def test_start_sh_digest_covers_the_helper_sources_when_it_builds_the_wheel():
     body = _start_sh_functions("inputs_digest")
     assert "! -name 'home_mlops-*.whl'" in body
     assert "find pyproject.toml pyhelpers -type f" in body
+
+
+def test_plugin_script_names_the_missing_jenkins_image():
+    """scripts/jenkins-plugins.sh needs the Jenkins image for jenkins-plugin-cli; without it, it
+    says which image and how to get it, and leaves the plugin folder alone."""
+    from conftest import docker_reason
+
+    if docker_reason():
+        pytest.skip(docker_reason())
+    image = f"jenkins/jenkins:{re.search(r'^ARG JENKINS_VERSION=(\S+)', DOCKERFILE.read_text(), re.M).group(1)}-jdk17"
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+        pytest.skip(f"{image} is present: the script would download plugins")
+    before = sorted((JENKINS_DIR / "plugins").glob("*")) if (JENKINS_DIR / "plugins").is_dir() else None
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "jenkins-plugins.sh")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert image in proc.stderr and "docker pull" in proc.stderr and "docker load" in proc.stderr
+    after = sorted((JENKINS_DIR / "plugins").glob("*")) if (JENKINS_DIR / "plugins").is_dir() else None
+    assert after == before
