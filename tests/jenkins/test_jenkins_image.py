@@ -323,7 +323,8 @@ def test_plugin_script_names_the_missing_jenkins_image():
 
     if docker_reason():
         pytest.skip(docker_reason())
-    image = f"jenkins/jenkins:{re.search(r'^ARG JENKINS_VERSION=(\S+)', DOCKERFILE.read_text(), re.M).group(1)}-jdk17"
+    version = re.search(r"^ARG JENKINS_VERSION=(\S+)", DOCKERFILE.read_text(), re.M).group(1)
+    image = f"jenkins/jenkins:{version}-jdk17"
     if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
         pytest.skip(f"{image} is present: the script would download plugins")
     before = sorted((JENKINS_DIR / "plugins").glob("*")) if (JENKINS_DIR / "plugins").is_dir() else None
