@@ -187,8 +187,9 @@ def make_handler(state: FakeJenkins, base: list[str]):
             if state.gate:
                 state.gate(index)  # outside the lock: the client keeps polling other endpoints
             start = int(parse_qs(urlparse(self.path).query).get("start", ["0"])[0])
-            full = "".join(state.console)
-            upto = len("".join(state.console[: index + 1]))
+            chunks = [c if isinstance(c, bytes) else c.encode() for c in state.console]  # offsets count bytes
+            full = b"".join(chunks)
+            upto = len(b"".join(chunks[: index + 1]))
             more = index + 1 < len(state.console)
             return self._send(200, full[start:upto], "text/plain",
                               {"X-Text-Size": str(upto), **({"X-More-Data": "true"} if more else {})})
@@ -367,6 +368,22 @@ def test_console_is_written_while_the_build_runs(fake_jenkins):
     assert written == fake_jenkins.console  # chunk by chunk, in order, each once
     starts = [p.rsplit("start=", 1)[-1] for m, p in fake_jenkins.requests if "progressiveText" in p]
     assert starts == [str(len("".join(fake_jenkins.console[:i]))) for i in range(5)]
+
+
+def test_console_offsets_are_bytes_and_a_split_character_is_kept(fake_jenkins):
+    """Jenkins counts the console in bytes and may cut a chunk inside a UTF-8 character."""
+    _register_one(fake_jenkins)
+    text = "modèle ✓ déployé\n"
+    data = text.encode()
+    cut = data.index("✓".encode()) + 1  # inside the 3-byte check mark
+    fake_jenkins.console = [data[:cut], data[cut:]]
+    written: list[str] = []
+    config = JenkinsConfig(url=fake_jenkins.url, user=USER, token=TOKEN)
+    follow.trigger_and_follow(config, JOB, {"APP_NAME": APP}, timeout=60, interval=0.01, missing_hint="",
+                              write=written.append, say=lambda _: None)
+    assert "".join(written) == text and "\ufffd" not in "".join(written)
+    starts = [p.rsplit("start=", 1)[-1] for m, p in fake_jenkins.requests if "progressiveText" in p]
+    assert starts == ["0", str(cut)]
 
 
 def test_build_of_unregistered_app_is_not_found(fake_jenkins):

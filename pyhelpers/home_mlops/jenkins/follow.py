@@ -47,17 +47,25 @@ class Poll:
 def follow_console(server, job: str, number: int, poll: Poll, write: Callable[[str], Any]) -> int:
     """Write the build's console to ``write`` chunk by chunk until Jenkins says there is no
     more; returns the console's size."""
+    import codecs
+
     import requests
 
     offset = 0
     url = f"{job_url(server.server, job)}{number}/logText/progressiveText"
+    # offsets count bytes: a chunk may end inside a UTF-8 character, finished by the next one
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
         response = server.jenkins_request(requests.Request("GET", url, params={"start": offset}))
-        if response.text:
-            write(response.text)
+        text = decoder.decode(response.content)
+        if text:
+            write(text)
         size = response.headers.get("X-Text-Size", "")
         offset = int(size) if size.isdigit() else offset + len(response.content)
         if response.headers.get("X-More-Data", "").lower() != "true":
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                write(tail)
             return offset
         if poll.expired():
             raise Unavailable(f"build #{number} of {job} still running after the timeout",
