@@ -13,9 +13,9 @@ a default, so a file written before it still loads.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
 EXPERIMENT_ID_PATTERN = r"^[0-9]{1,19}$"
@@ -68,6 +68,8 @@ class BuiltImage(Record):
     build_seconds: float
     reused: bool = Field(description="An image with the same inputs existed: nothing was built.")
     pushed: bool
+    role: str = Field(default="", description="What the image runs: bento, gateway or server.")
+    serving: str = Field(default="bento+gateway", description="The app's serving mode it was built for.")
     resolved: Resolved | None = Field(
         default=None, description="The resolved run the image was built from: what --from reads.")
 
@@ -79,6 +81,15 @@ class BentoImage(BuiltImage):
     bento_tag: str
     model_tag: str
     inputs_digest: str | None = Field(description="Digest of the build's inputs (the image's label).")
+
+
+class SkippedBuild(Record):
+    """A build the app's serving mode does not use (exit 0, nothing built)."""
+
+    status: Literal["skipped"] = "skipped"
+    reason: str
+    app: str
+    serving: str
 
 
 class Deployment(Record):
@@ -145,6 +156,10 @@ class FastapiBuildJson(Envelope, BuiltImage):
     pass
 
 
+class SkippedBuildJson(Envelope, SkippedBuild):
+    pass
+
+
 class DeployJson(Envelope, Deployment):
     pass
 
@@ -167,20 +182,20 @@ class PipelineJson(Envelope):
     local_url: str
     timings: dict[str, float] = Field(description="Seconds per stage.")
     resolve: Resolved
-    bento: NamedBento | None = Field(default=None, description="bento-build's result (absent when not built).")
-    gateway: NamedImage | None = Field(default=None, description="fastapi-build's result (absent when not built).")
+    bento: NamedBento | SkippedBuild = Field(description="bento-build's result.")
+    gateway: NamedImage | SkippedBuild = Field(description="fastapi-build's result (the gateway or the server).")
     deploy: NamedDeployment
 
 
-RESULTS: dict[str, type[Envelope]] = {
-    "resolve": ResolveJson, "bento-build": BentoBuildJson, "fastapi-build": FastapiBuildJson,
-    "deploy": DeployJson, "pipeline": PipelineJson,
+RESULTS: dict[str, Any] = {
+    "resolve": ResolveJson, "bento-build": Union[BentoBuildJson, SkippedBuildJson],
+    "fastapi-build": Union[FastapiBuildJson, SkippedBuildJson], "deploy": DeployJson, "pipeline": PipelineJson,
 }
 
 
 def result_schema(command: str) -> dict[str, Any]:
     """The JSON schema of ``command``'s successful --json result."""
-    schema = RESULTS[command].model_json_schema(mode="serialization")
+    schema = TypeAdapter(RESULTS[command]).json_schema(mode="serialization")
     schema["$id"] = f"https://home-mlops.local/schemas/{command}.schema.json"
     schema["title"] = f"home-mlops {command} result"
     return schema

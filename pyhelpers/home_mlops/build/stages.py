@@ -1,4 +1,4 @@
-"""The build stages as plain functions: resolved run in, result dict out.
+"""The build stages as plain functions: a ``Resolved`` record in, a record out (records.py).
 
 The CLI and `pipeline` call these; each returns what its --json result holds. The app's
 serving mode decides which images exist (``SERVING_ROLES``): ``bento_build`` makes the
@@ -16,6 +16,7 @@ from home_mlops.params import JobParams
 from home_mlops.platform.host import BASE_IMAGE
 from home_mlops.build.registry import push
 from home_mlops.deploy.app_settings import SERVING_ROLES
+from home_mlops.records import BentoImage, BuiltImage, Deployment, SkippedBuild
 from home_mlops.resolve.resolver import ResolvedModel
 from home_mlops import console, settings
 
@@ -33,12 +34,12 @@ def check_python(resolved: ResolvedModel, base_image: str) -> None:
         )
 
 
-def skipped(params: JobParams, command: str, serving: str, what: str) -> dict:
+def skipped(params: JobParams, command: str, serving: str, what: str) -> SkippedBuild:
     """The result of a build the app's serving mode does not need (exit 0)."""
     reason = (f"app {params.app} is served in mode {serving}, which runs "
               f"{' + '.join(SERVING_ROLES[serving])}: no {what} to build")
     console.info(f"{command} skipped: {reason}")
-    return {"status": "skipped", "reason": reason, "app": params.app, "serving": serving}
+    return SkippedBuild(reason=reason, app=params.app, serving=serving)
 
 
 def fastapi_role(serving: str) -> str | None:
@@ -47,7 +48,7 @@ def fastapi_role(serving: str) -> str | None:
 
 
 def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool,
-                serving: str = "bento+gateway") -> dict:
+                serving: str = "bento+gateway") -> BentoImage | SkippedBuild:
     if "bento" not in SERVING_ROLES[serving]:
         return skipped(params, "bento-build", serving, "BentoML image")
     if not resolved.signature:
@@ -61,19 +62,14 @@ def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, 
     ref = image_ref(params, "bento", resolved)
     info = build_image(context, ref, image_labels(params.app, "bento", resolved), what="bento")
     digest = push(ref, info.labels, force=force) if do_push else None
-    return {
-        **image_result(params, resolved, info, digest),
-        "role": "bento",
-        "serving": serving,
-        "layers": len(info.layers),
-        "bento_tag": str(bento.tag),
-        "model_tag": source.model_tag,
-        "inputs_digest": info.labels.get(INPUTS_LABEL),
-    }
+    return BentoImage(
+        **image_result(params, resolved, info, digest), role="bento", serving=serving, layers=len(info.layers),
+        bento_tag=str(bento.tag), model_tag=source.model_tag, inputs_digest=info.labels.get(INPUTS_LABEL),
+    )
 
 
 def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, do_push: bool, force: bool,
-                  serving: str = "bento+gateway") -> dict:
+                  serving: str = "bento+gateway") -> BuiltImage | SkippedBuild:
     """The FastAPI front door of the app's mode: the gateway (bento+gateway) or the server (fastapi)."""
     role = fastapi_role(serving)
     if role is None:
@@ -86,11 +82,11 @@ def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str
     ref = image_ref(params, role, resolved)
     info = build(params.app, resolved, ref, base_image, image_labels(params.app, role, resolved))
     digest = push(ref, info.labels, force=force) if do_push else None
-    return {**image_result(params, resolved, info, digest), "role": role, "serving": serving}
+    return BuiltImage(**image_result(params, resolved, info, digest), role=role, serving=serving)
 
 
 def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str | None) -> dict:
-    """What both build commands report (--json)."""
+    """The fields of BuiltImage both build commands fill alike."""
     return {
         "app": params.app,
         "experiment_id": resolved.experiment_id,
@@ -104,10 +100,11 @@ def image_result(params: JobParams, resolved: ResolvedModel, info, digest: str |
         "build_seconds": info.build_seconds,
         "reused": info.reused,
         "pushed": bool(digest),
+        "resolved": resolved,  # what a later stage's --from starts from
     }
 
 
-def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> dict:
+def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> Deployment:
     """Deploy the run's images of the app's serving mode (as bento-build / fastapi-build tagged them)."""
     from home_mlops.deploy.switch import Release, deploy
     from home_mlops.build.registry import auth_for
@@ -117,4 +114,4 @@ def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> dic
     smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
     release = Release(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
                       refs["bento"], refs["gateway"], smoke, refs["server"])
-    return deploy(release, settings, registry_auth=auth_for(refs[roles[0]])).to_dict()
+    return Deployment(**deploy(release, settings, registry_auth=auth_for(refs[roles[0]])).to_dict())

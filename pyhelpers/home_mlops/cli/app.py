@@ -184,6 +184,7 @@ def _register_optional_commands() -> None:
     """Commands from other modules, mounted only when their module imports."""
     for module, attr, name in (
         ("home_mlops.cli.build", "register", None),
+        ("home_mlops.cli.schema", "register", None),
         ("home_mlops.cli.platform", "platform_app", "platform"),
         ("home_mlops.jenkins.ops", "jenkins_app", "jenkins"),
         ("home_mlops.cli.k8s", "k8s_app", "k8s"),

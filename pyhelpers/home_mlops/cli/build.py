@@ -10,6 +10,7 @@ from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, Re
 from home_mlops.cli.k8s import NamespaceOpt
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_model_name
+from home_mlops.records import as_result
 from home_mlops.platform.host import BASE_IMAGE
 from home_mlops.build.trust import require_trusted_registry
 from home_mlops.deploy.app_settings import SERVING_ROLES
@@ -27,6 +28,9 @@ ReadyTimeoutOpt = typer.Option(None, "--ready-timeout", envvar=env.READY_TIMEOUT
                                help="Seconds the new pair may take to become ready (default 180).")
 TargetOpt = typer.Option(None, "--target", envvar=env.TARGET.name, help="Where to deploy (default docker).")
 ServingOpt = typer.Option(None, "--serving", envvar=env.SERVING.name, help="Serving mode (default bento+gateway).")
+FromOpt = typer.Option(None, "--from", envvar=env.FROM.name,
+                       help="Start from an earlier resolve/bento-build/fastapi-build result file of this run "
+                            "(its --json) instead of resolving again.")
 
 
 def _settings(app, port, bind, cpus, memory, ready_timeout, target, serving, **extra):
@@ -78,10 +82,11 @@ def _deploy_stage(params, resolved, settings) -> dict[str, Any]:
         return deploy_run(params, lambda: resolved, settings)[1]
     from home_mlops.build.stages import deploy_stage
 
-    return deploy_stage(params, resolved, settings=settings)
+    return as_result(deploy_stage(params, resolved, settings=settings))
 
 
-def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, images_given: bool) -> dict[str, Any]:
+def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, images_given: bool,
+                earlier=None) -> dict[str, Any]:
     """deploy --target k8s: the cluster is asked first, then the run resolved and its pushed images deployed."""
     from home_mlops.k8s.target import deploy_run
     from home_mlops.resolve import provenance
@@ -91,7 +96,8 @@ def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, i
                        "the run's own pushed images with --target k8s (their digests come from the registry)",
                        "drop the image options, or deploy with --target docker")
     require_trusted_registry(params.registry)
-    resolved, result = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered), settings)
+    resolved, result = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered, earlier),
+                                  settings)
     provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
     return with_registered(result, registered)
 
@@ -119,18 +125,45 @@ def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def registered_params(params, tracking_uri):
-    """A models:/ RUN_ID swapped for its version's run (exit 2 on a bad URI or a wrong experiment)."""
+def given_params(from_path, app_name, experiment_id, run_id, nas, registry):
+    """The job parameters, and the earlier result file they start from (--from; None without it):
+    parameters not given are the file's, those given must match it (exit 2)."""
+    if not from_path:
+        return job_params(app_name, experiment_id, run_id, nas, registry), None
+    from home_mlops.resolve import earlier as from_file
+
+    found = from_file.load(from_path)
+    return from_file.job_params(found, app_name, experiment_id, run_id, nas, registry), found
+
+
+def registered_params(params, tracking_uri, earlier=None):
+    """A models:/ RUN_ID swapped for its version's run (exit 2 on a bad URI or a wrong experiment);
+    with --from, the version the earlier stage found (the registry is not asked again)."""
     from home_mlops.resolve.resolver import registered_version
 
+    if earlier is not None:
+        from home_mlops.resolve import earlier as from_file
+
+        return from_file.registered_version(earlier, params, tracking_uri)
     return registered_version(params, tracking_uri)
 
 
-def resolve_run(params, tracking_uri, model_name, registered=None):
+def resolve_run(params, tracking_uri, model_name, registered=None, earlier=None):
     from home_mlops.resolve.resolver import resolve
 
     if model_name:
         validate_model_name(model_name)
+    if earlier is not None:  # --from: the cached model, hashed again; resolved again only when it is gone
+        from home_mlops.resolve import earlier as from_file
+
+        from_file.check(earlier, params, model_name)
+        found = from_file.reopen(earlier)
+        if found is not None:
+            return found
+        console.warn(f"the model of {earlier.path} is no longer in this machine's cache: resolving the run again")
+        model_name = model_name or earlier.resolved.model_id or earlier.resolved.model_name
+        return from_file.same_model(earlier, resolve(params.experiment_id, params.run_id, nas=params.nas,
+                                                     tracking_uri=tracking_uri, model_name=model_name))
     elif registered is not None and registered.model_id:
         model_name = registered.model_id  # the version's own logged model, not the run's newest
     if registered is not None:
@@ -179,23 +212,24 @@ def register(app: typer.Typer) -> None:
             nas: Optional[str] = NasOpt, registry: Optional[str] = RegOpt, tracking_uri: Optional[str] = TrackOpt,
             base_image: str = BaseImageOpt, do_push: bool = PushOpt, force: bool = ForceOpt,
             model_name: Optional[str] = ModelNameOpt, serving: Optional[str] = ServingOpt,
-            json_path: Optional[str] = JsonOpt,
+            from_path: Optional[str] = FromOpt, json_path: Optional[str] = JsonOpt,
         ) -> None:
             def body() -> dict[str, Any]:
                 from home_mlops.build import stages
 
-                params = job_params(app_name, experiment_id, run_id, nas, registry)
+                params, earlier = given_params(from_path, app_name, experiment_id, run_id, nas, registry)
                 mode = serving_mode(params.app, serving)
                 wanted = "bento" if stage_name == "bento_build" else stages.fastapi_role(mode)
                 if wanted not in SERVING_ROLES[mode]:  # nothing to build: no registry, no tracking server
-                    return stages.skipped(params, name, mode, "BentoML image" if stage_name == "bento_build"
-                                          else "FastAPI image (the BentoML server is the front door)")
+                    return as_result(stages.skipped(params, name, mode, "BentoML image" if stage_name == "bento_build"
+                                                    else "FastAPI image (the BentoML server is the front door)"))
                 if do_push:  # refused before any build work (--no-push contacts no registry)
                     require_trusted_registry(params.registry)
-                params, registered = registered_params(params, tracking_uri)
-                resolved = resolve_run(params, tracking_uri, model_name, registered)
+                params, registered = registered_params(params, tracking_uri, earlier)
+                resolved = resolve_run(params, tracking_uri, model_name, registered, earlier)
                 stage = getattr(stages, stage_name)
-                result = stage(params, resolved, base_image=base_image, do_push=do_push, force=force, serving=mode)
+                result = as_result(stage(params, resolved, base_image=base_image, do_push=do_push, force=force,
+                                         serving=mode))
                 _write_back_push(resolved, registered, tracking_uri, result["role"], result)
                 return with_registered(result, registered)
 
@@ -224,7 +258,7 @@ def register(app: typer.Typer) -> None:
         server_image: Optional[str] = typer.Option(
             None, "--server-image", help="Deploy this standalone server image instead of the run's (serving fastapi)."),
         model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
-        json_path: Optional[str] = JsonOpt,
+        from_path: Optional[str] = FromOpt, json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Run the app's bento + gateway pair; a new run replaces the old one only once it answers."""
 
@@ -242,14 +276,14 @@ def register(app: typer.Typer) -> None:
                 result = rollback_app(app, cluster) if cluster is not None else do_rollback(app).to_dict()
                 provenance.after_rollback(app, result)
                 return result
-            params = job_params(app_name, experiment_id, run_id, nas, registry)
+            params, earlier = given_params(from_path, app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving,
                                  namespace=namespace)
-            params, registered = registered_params(params, tracking_uri)
+            params, registered = registered_params(params, tracking_uri, earlier)
             alias = _promote_alias(promote_alias, registered)
             if settings.target == "k8s":
                 return _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias,
-                                   bool(bento_image or gateway_image or server_image))
+                                   bool(bento_image or gateway_image or server_image), earlier)
             if bento_image or gateway_image or server_image:  # given images: each is checked if it has to be pulled
                 images = {"bento": bento_image, "gateway": gateway_image, "server": server_image}
                 result = _deploy_images(params, images, settings)
@@ -262,8 +296,8 @@ def register(app: typer.Typer) -> None:
             require_trusted_registry(params.registry)
             from home_mlops.build.stages import deploy_stage
 
-            resolved = resolve_run(params, tracking_uri, model_name, registered)
-            result = deploy_stage(params, resolved, settings=settings)
+            resolved = resolve_run(params, tracking_uri, model_name, registered, earlier)
+            result = as_result(deploy_stage(params, resolved, settings=settings))
             provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
             return with_registered(result, registered)
 
@@ -331,7 +365,7 @@ def register(app: typer.Typer) -> None:
         memory: Optional[str] = MemoryOpt, ready_timeout: Optional[str] = ReadyTimeoutOpt,
         target: Optional[str] = TargetOpt, serving: Optional[str] = ServingOpt, namespace: Optional[str] = NamespaceOpt,
         model_name: Optional[str] = ModelNameOpt, promote_alias: Optional[str] = PromoteAliasOpt,
-        json_path: Optional[str] = JsonOpt,
+        from_path: Optional[str] = FromOpt, json_path: Optional[str] = JsonOpt,
     ) -> None:
         """Resolve, bento-build, fastapi-build and deploy: the whole job in one command."""
 
@@ -342,11 +376,11 @@ def register(app: typer.Typer) -> None:
 
             from home_mlops.resolve import provenance
 
-            params = job_params(app_name, experiment_id, run_id, nas, registry)
+            params, earlier = given_params(from_path, app_name, experiment_id, run_id, nas, registry)
             settings = _settings(params.app, port, bind, cpus, memory, ready_timeout, target, serving,
                                  namespace=namespace)
             require_trusted_registry(params.registry)  # the deploy stage pulls from it: refused before building
-            params, registered = registered_params(params, tracking_uri)
+            params, registered = registered_params(params, tracking_uri, earlier)
             alias = _promote_alias(promote_alias, registered)
             timings: dict[str, float] = {}
 
@@ -358,10 +392,10 @@ def register(app: typer.Typer) -> None:
                 timings[name] = round(time.monotonic() - started, 2)
                 return out
 
-            resolved = timed("resolve", 1, lambda: resolve_run(params, tracking_uri, model_name, registered))
+            resolved = timed("resolve", 1, lambda: resolve_run(params, tracking_uri, model_name, registered, earlier))
             build = dict(base_image=base_image, do_push=do_push, force=force, serving=settings.serving)
-            bento = timed("bento-build", 2, lambda: bento_stage(params, resolved, **build))
-            gateway = timed("fastapi-build", 3, lambda: gateway_stage(params, resolved, **build))
+            bento = timed("bento-build", 2, lambda: as_result(bento_stage(params, resolved, **build)))
+            gateway = timed("fastapi-build", 3, lambda: as_result(gateway_stage(params, resolved, **build)))
             for built in (bento, gateway):  # only what the mode built
                 if built.get("status") != "skipped":
                     _write_back_push(resolved, registered, tracking_uri, built["role"], built)
