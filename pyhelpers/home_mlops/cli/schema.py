@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         commands = [command] if command else list(RESULTS)
         if out is None:
             texts = {c: json.loads(schema_text(c)) for c in commands}
-            typer.echo(schema_text(command) if command else json.dumps(texts, indent=2, sort_keys=True))
+            typer.echo(schema_text(command) if command else json.dumps(texts, indent=2, sort_keys=True) + "\n", nl=False)
             return
         out.mkdir(parents=True, exist_ok=True)
         for name in commands:
