@@ -94,6 +94,31 @@ def test_a_failed_rollout_goes_back_to_the_previous_revision(scenario, needle):
     assert not any("hunter2" in line for line in caught.value.log_tail)
 
 
+def test_an_abort_during_the_rollout_is_rolled_back():
+    """SIGTERM (Jenkins' abort) while waiting: the same rollback as any failure, exit 6."""
+    import os
+    import signal
+
+    cluster = cluster_with_old_release("bento+gateway", "unready")
+    clock = SteppedClock()
+    sent = []
+
+    def sleep_then_abort(seconds: float) -> None:
+        clock.t += seconds
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    clock.sleep = sleep_then_abort
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(DeployFailed) as caught:
+        apply.deploy(release_for(APP, "bento+gateway", run_id=NEW_RUN), settings_for(APP, "bento+gateway"), cluster,
+                     clock=clock)
+    assert "interrupted by SIGTERM" in caught.value.what and "rolled back" in caught.value.what
+    assert template_run(cluster, "bento") == OLD_RUN
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # the handler was put back
+
+
 def test_a_failed_smoke_test_rolls_every_role_back():
     cluster = cluster_with_old_release("bento+gateway", "ok", **{"/predict": (502, '{"error_class": "X"}')})
     with pytest.raises(DeployFailed) as caught:

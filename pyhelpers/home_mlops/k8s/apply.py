@@ -15,12 +15,16 @@ The algorithm of ``deploy``:
      had (a JSON patch of its pod template, as `kubectl rollout undo`), and the command exits 6
      naming the cause, with the failing pod's last log lines. An app that had no Deployment before
      is removed again: nothing half-deployed stays behind.
+SIGTERM or SIGINT during steps 2-4 (a Jenkins abort) is such a failure: rolled back, exit 6.
 Old pods serve until new ones are ready (maxUnavailable 0), so a failed deploy never drops traffic.
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +160,34 @@ def _undo(wait: _Wait, release: ClusterRelease, before: dict[str, V1Deployment |
             if done else "nothing had changed")
 
 
+@dataclass
+class _Interrupts:
+    armed: bool = True
+
+
+@contextmanager
+def _interrupt_fails_the_deploy() -> Iterator[_Interrupts]:
+    """SIGTERM / SIGINT (a Jenkins abort) while the new release rolls out fail the deploy, so it is rolled
+    back like any failure; once the rollback runs (``armed`` False) they no longer cut it short."""
+    state = _Interrupts()
+
+    def handle(signum, _frame) -> None:
+        if state.armed:
+            state.armed = False
+            raise DeployFailed(f"deploy interrupted by {signal.Signals(signum).name}",
+                               hint="the previous revision keeps serving; deploy again when ready")
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield state
+        return
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield state
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, *,
            clock: Clock | None = None) -> dict[str, Any]:
     """Apply, wait, smoke-test (module docstring); the result mirrors the Docker target's deploy."""
@@ -167,20 +199,14 @@ def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, 
     previous_run = rollout.template_run(before[names[release.front_door]])
     console.step(f"applying {len(objects)} objects to namespace {settings.namespace} "
                  f"(server-side apply, field manager home-mlops)")
-    try:
-        # The namespace only when it is missing: an account with rights in the namespace alone can deploy.
-        if any(o["kind"] == "Namespace" for o in objects) and not cluster.namespace_exists(settings.namespace):
-            cluster.apply(next(o for o in objects if o["kind"] == "Namespace"))
-        for role in release.roles:  # one role at a time: a model server that fails leaves the front door alone
-            for obj in objects:
-                if (obj["metadata"].get("labels") or {}).get(LABEL_ROLE) == role:
-                    cluster.apply(obj)
-            wait_rollout(wait, release.app, role)
-        smoke_test(cluster, settings.namespace, release)
-    except DeployFailed as exc:
-        undone = _undo(wait, release, before)
-        raise DeployFailed(f"{exc.what}; {undone}", exc.expected,
-                           exc.hint or "fix the cause and deploy again", log_tail=exc.log_tail) from None
+    with _interrupt_fails_the_deploy() as interrupts:
+        try:
+            _roll_out(cluster, release, settings, objects, wait)
+        except DeployFailed as exc:
+            interrupts.armed = False
+            undone = _undo(wait, release, before)
+            raise DeployFailed(f"{exc.what}; {undone}", exc.expected,
+                               exc.hint or "fix the cause and deploy again", log_tail=exc.log_tail) from None
     revisions = {name: rollout.revision(cluster.deployment(settings.namespace, name)
                                         or V1Deployment()) for name in names.values()}
     url = front_door_url(release.app, release.front_door, settings)
@@ -192,6 +218,20 @@ def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, 
         "images": {image.role: image.pinned for image in release.images},
         "revisions": revisions, "deploy_seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _roll_out(cluster: Cluster, release: ClusterRelease, settings: DeploySettings, objects: list[dict],
+              wait: _Wait) -> None:
+    """Steps 2-4 of the module docstring."""
+    # The namespace only when it is missing: an account with rights in the namespace alone can deploy.
+    if any(o["kind"] == "Namespace" for o in objects) and not cluster.namespace_exists(settings.namespace):
+        cluster.apply(next(o for o in objects if o["kind"] == "Namespace"))
+    for role in release.roles:  # one role at a time: a model server that fails leaves the front door alone
+        for obj in objects:
+            if (obj["metadata"].get("labels") or {}).get(LABEL_ROLE) == role:
+                cluster.apply(obj)
+        wait_rollout(wait, release.app, role)
+    smoke_test(cluster, settings.namespace, release)
 
 
 def front_door_url(app: str, front_door: str, settings: DeploySettings) -> str:
