@@ -98,6 +98,8 @@ def test_objects_are_wired_together(serving):
         else:  # the model holder gets the app's settings: 3g -> 3072Mi
             assert resources["limits"] == {"cpu": "1000m", "memory": "3072Mi"}
         env = {e["name"]: e["value"] for e in container["env"]}
+        if role == "server":
+            assert env["HOME_MLOPS_GATEWAY_WORKERS"] == "1"  # one per whole CPU of the app (cpus 1)
         if role == "gateway":
             bento = services[f"{app}-bento"]
             assert env["HOME_MLOPS_UPSTREAM_URL"] == f"http://{app}-bento:{bento['spec']['ports'][0]['port']}"

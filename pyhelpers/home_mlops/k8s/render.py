@@ -26,6 +26,7 @@ from home_mlops.build.labels import LABEL_SERVING
 from home_mlops.deploy.app_settings import FRONT_DOOR, SERVING_ROLES, DeploySettings, memory_bytes
 from home_mlops.deploy.specs import (
     GATEWAY_CPUS, GATEWAY_MEMORY, LABEL_APP, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_ROLE, LABEL_RUN, STOP_TIMEOUT,
+    server_workers,
 )
 from home_mlops.errors import BadInput
 
@@ -156,7 +157,7 @@ def _resources(role: str, settings: DeploySettings) -> k8s.V1ResourceRequirement
     return k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu, "memory": memory})
 
 
-def _env(role: str, release: ClusterRelease) -> list[k8s.V1EnvVar]:
+def _env(role: str, release: ClusterRelease, settings: DeploySettings) -> list[k8s.V1EnvVar]:
     """The same variables the Docker target gives each role (deploy/specs.py), with cluster addresses."""
     port = str(CONTAINER_PORTS[role])
     identity = {"HOME_MLOPS_APP": release.app, "HOME_MLOPS_RUN_ID": release.run_id}
@@ -169,8 +170,9 @@ def _env(role: str, release: ClusterRelease) -> list[k8s.V1EnvVar]:
         if role == "gateway":
             upstream = object_name(release.app, "bento")
             values["HOME_MLOPS_UPSTREAM_URL"] = f"http://{upstream}:{CONTAINER_PORTS['bento']}"
-        else:
-            values.update({"HOME_MLOPS_EXPERIMENT_ID": release.experiment_id, "HOME_MLOPS_MODEL_ID": release.model_id})
+        else:  # the standalone server: one worker per whole CPU, as on Docker
+            values.update({"HOME_MLOPS_EXPERIMENT_ID": release.experiment_id, "HOME_MLOPS_MODEL_ID": release.model_id,
+                           "HOME_MLOPS_GATEWAY_WORKERS": str(server_workers(settings.cpus))})
     return [k8s.V1EnvVar(name=k, value=v) for k, v in sorted(values.items())]
 
 
@@ -188,7 +190,7 @@ def container(role: str, release: ClusterRelease, settings: DeploySettings) -> k
         image=release.image(role).pinned,
         image_pull_policy="IfNotPresent",
         ports=[k8s.V1ContainerPort(name=PORT_NAME, container_port=CONTAINER_PORTS[role], protocol="TCP")],
-        env=_env(role, release),
+        env=_env(role, release, settings),
         resources=_resources(role, settings),
         startup_probe=_probe(LIVE_PATH, PROBE_PERIOD, startup_failures),
         readiness_probe=_probe(READY_PATH, PROBE_PERIOD, 3),
