@@ -53,7 +53,7 @@ from home_mlops.deploy.app_settings import SERVING_ROLES, DeploySettings
 from home_mlops.deploy.ports import check_public_port, free_port, pick_private_port
 from home_mlops.deploy.probe import KEEP_SERVING, scrub, sends_deploy_id, smoke, verify_public, wait_ready
 from home_mlops.deploy.specs import (
-    LABEL_APP, LABEL_BIND, LABEL_DEPLOY_ID, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_SLOT, LOOPBACK,
+    LABEL_APP, LABEL_BIND, LABEL_DEPLOY_ID, LABEL_PORT, LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LOOPBACK,
     SPECS, STOP_TIMEOUT, Release, Slot, bento_spec, compose_services, front_door, public_url,
 )
 from home_mlops.deploy.status import status
