@@ -187,3 +187,15 @@ PROMETHEUS_MULTIPROC_DIR = EnvVar("PROMETHEUS_MULTIPROC_DIR", _text, None,
 KUBECONFIG = EnvVar("KUBECONFIG", _text, None,
                     "The kubeconfig(s) of the k8s target's cluster (os.pathsep-separated); default ~/.kube/config, "
                     "else the pod's service account.")
+
+# Set by the deployer on every container (docker and k8s) for the app's own code; home-mlops never reads them
+CONTAINER_APP = EnvVar("HOME_MLOPS_APP", _text, None, "Set on each container: the app it serves.")
+CONTAINER_EXPERIMENT_ID = EnvVar("HOME_MLOPS_EXPERIMENT_ID", _text, None,
+                                 "Set on each container: the MLflow experiment of the served run.")
+CONTAINER_RUN_ID = EnvVar("HOME_MLOPS_RUN_ID", _text, None, "Set on each container: the served MLflow run.")
+CONTAINER_MODEL_ID = EnvVar("HOME_MLOPS_MODEL_ID", _text, None,
+                            "Set on each container: the served MLflow logged model (m-...), empty for a run's model.")
+
+# The dockerized Jenkins (docker/jenkins/start.sh, its JCasC), not the package
+REF = EnvVar("HOME_MLOPS_REF", _text, None,
+             "The git ref Jenkins loads the shared library at by default (JCasC ${HOME_MLOPS_REF}).")

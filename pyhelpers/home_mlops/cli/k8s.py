@@ -6,28 +6,28 @@ from typing import Any, Optional
 
 import typer
 
-from home_mlops import console
+from home_mlops import console, env
 from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
 
 k8s_app = typer.Typer(help="The Kubernetes target: render an app's manifests.", no_args_is_help=True)
 
 # The cluster settings: option > environment > the app's entry in jobs/projects.yaml > jobs/defaults.yaml > default.
-NamespaceOpt = typer.Option(None, "--namespace", envvar="HOME_MLOPS_NAMESPACE",
+NamespaceOpt = typer.Option(None, "--namespace", envvar=env.NAMESPACE.name,
                             help="Namespace of the app's objects (default home-mlops).")
 K8S_OPTIONS = {
-    "replicas": typer.Option(None, "--replicas", envvar="HOME_MLOPS_REPLICAS",
+    "replicas": typer.Option(None, "--replicas", envvar=env.REPLICAS.name,
                              help="Pods per role; the front door's HPA minimum (default 1)."),
-    "max_replicas": typer.Option(None, "--max-replicas", envvar="HOME_MLOPS_MAX_REPLICAS",
+    "max_replicas": typer.Option(None, "--max-replicas", envvar=env.MAX_REPLICAS.name,
                                  help="The front door's HPA maximum (default 3)."),
-    "cpu_target_percent": typer.Option(None, "--cpu-target-percent", envvar="HOME_MLOPS_CPU_TARGET_PERCENT",
+    "cpu_target_percent": typer.Option(None, "--cpu-target-percent", envvar=env.CPU_TARGET_PERCENT.name,
                                        help="CPU use the HPA scales at, % of the request (default 80)."),
-    "ingress_host": typer.Option(None, "--ingress-host", envvar="HOME_MLOPS_INGRESS_HOST",
+    "ingress_host": typer.Option(None, "--ingress-host", envvar=env.INGRESS_HOST.name,
                                  help="Host name of an Ingress to the front door (default: no Ingress)."),
-    "ingress_class": typer.Option(None, "--ingress-class", envvar="HOME_MLOPS_INGRESS_CLASS",
+    "ingress_class": typer.Option(None, "--ingress-class", envvar=env.INGRESS_CLASS.name,
                                   help="IngressClass of that Ingress (default: the cluster's default)."),
-    "image_pull_secret": typer.Option(None, "--image-pull-secret", envvar="HOME_MLOPS_IMAGE_PULL_SECRET",
+    "image_pull_secret": typer.Option(None, "--image-pull-secret", envvar=env.IMAGE_PULL_SECRET.name,
                                       help="Secret the nodes pull the images with (docs/kubernetes.md)."),
-    "canary_traffic_percent": typer.Option(None, "--canary-traffic-percent", envvar="HOME_MLOPS_CANARY_TRAFFIC_PERCENT",
+    "canary_traffic_percent": typer.Option(None, "--canary-traffic-percent", envvar=env.CANARY_TRAFFIC_PERCENT.name,
                                            help="KServe only: % of traffic to the new revision."),
 }
 
@@ -42,11 +42,11 @@ def render_command(
     results: Optional[list[Path]] = typer.Option(
         None, "--from", help="A build result (--json of bento-build, fastapi-build or pipeline) with an image's "
                              "digest; repeatable. Without it the digests come from the registry."),
-    serving: Optional[str] = typer.Option(None, "--serving", envvar="HOME_MLOPS_SERVING",
+    serving: Optional[str] = typer.Option(None, "--serving", envvar=env.SERVING.name,
                                           help="Serving mode (default bento+gateway)."),
-    cpus: Optional[str] = typer.Option(None, "--cpus", envvar="HOME_MLOPS_CPUS", help="CPUs of the model server."),
-    memory: Optional[str] = typer.Option(None, "--memory", envvar="HOME_MLOPS_MEMORY", help="Memory of the model server."),
-    ready_timeout: Optional[str] = typer.Option(None, "--ready-timeout", envvar="HOME_MLOPS_READY_TIMEOUT",
+    cpus: Optional[str] = typer.Option(None, "--cpus", envvar=env.CPUS.name, help="CPUs of the model server."),
+    memory: Optional[str] = typer.Option(None, "--memory", envvar=env.MEMORY.name, help="Memory of the model server."),
+    ready_timeout: Optional[str] = typer.Option(None, "--ready-timeout", envvar=env.READY_TIMEOUT.name,
                                                 help="Seconds a rollout may take (the progress deadline)."),
     namespace: Optional[str] = NamespaceOpt,
     replicas: Optional[str] = K8S_OPTIONS["replicas"], max_replicas: Optional[str] = K8S_OPTIONS["max_replicas"],
