@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from . import jsonio
 from .backend import Backend, BackendError, Inputs, Timing
@@ -43,6 +44,16 @@ def timing_of(request: Request) -> Timing:
     if timing is None:  # an app mounted without the middleware (a per-app extension)
         timing = state[TIMING] = Timing()
     return timing
+
+
+def add_fast_route(app: Any, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+    """Serve ``POST path`` with a plain Starlette route, ahead of the FastAPI route of the same path.
+
+    The FastAPI route stays for the OpenAPI document (/docs) and never runs: a predicting
+    endpoint takes the raw Request, so FastAPI's per-request dependency solving and
+    parameter parsing would cost time and do nothing.
+    """
+    app.router.routes.insert(0, Route(path, endpoint, methods=["POST"], include_in_schema=False))
 
 
 @dataclass(frozen=True)

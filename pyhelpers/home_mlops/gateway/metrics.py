@@ -77,6 +77,18 @@ class Metrics:
             collector(registry=self.registry)
         # pre-created so a scrape lists every stage before the first prediction
         self._stage = {(e, s): self.stages.labels(e, s) for e in PREDICTING for s in STAGES}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() looks the series up each call: keep them per key
+            code = str(status)
+            children = (self.requests.labels(endpoint, method, code), self.latency.labels(endpoint, code))
+            if len(self._children) < 1000:  # a client inventing methods does not grow this dict
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_stages(self, endpoint: str, timing: Timing) -> None:
         seconds = timing.seconds
@@ -138,8 +150,6 @@ class FrontDoorMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             endpoint = endpoint_of(scope.get("path", ""), self.infer_path)
-            code = str(status)
-            self.metrics.requests.labels(endpoint, scope.get("method", ""), code).inc()
-            self.metrics.latency.labels(endpoint, code).observe(time.perf_counter() - start)
+            self.metrics.observe_request(endpoint, scope.get("method", ""), status, time.perf_counter() - start)
             if endpoint in PREDICTING and timing.seconds:
                 self.metrics.observe_stages(endpoint, timing)

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from .backend import Inputs, Timing
 from .csvbody import read_csv
 from .errors import InputError, short
-from .front import Front, Problem, json_response
+from .front import Front, Problem, add_fast_route, json_response
 from .openapi import invocations_request_body, invocations_responses
 from .rawbody import BodyRefused, check_content_type
 from .routes_predict import predictions_body
@@ -82,6 +82,8 @@ def add_invocations_route(app: FastAPI, front: Front, record_model) -> None:
     )
     async def invocations(request: Request) -> Response:
         return await front.respond(request, read, predictions_body, mlflow_error)
+
+    add_fast_route(app, "/invocations", invocations)
 
 
 def _csv_text(raw: bytes) -> str:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from . import jsonio
 from .backend import Inputs, Timing
-from .front import Front, Problem, json_response
+from .front import Front, Problem, add_fast_route, json_response
 from .openapi import scoring_request_body, scoring_responses
 from .rawbody import check_content_type
 
@@ -41,3 +41,5 @@ def add_predict_route(app: FastAPI, front: Front, record_model) -> None:
     )
     async def predict(request: Request) -> Response:
         return await front.respond(request, read, predictions_body, refuse)
+
+    add_fast_route(app, "/predict", predict)

@@ -22,7 +22,7 @@ from . import jsonio
 from .backend import Inputs, Timing
 from .envelope import MISSING, RawColumns
 from .errors import InputError, short
-from .front import Front, Problem, json_response
+from .front import Front, Problem, add_fast_route, json_response
 from .rawbody import check_content_type
 from .spec import GatewaySpec
 
@@ -237,11 +237,7 @@ def add_v2_routes(app: FastAPI, front: Front) -> str:
     def refuse(problem: Problem) -> Response:
         return v2_error(problem.status, problem.message, problem.errors, problem.headers)
 
-    @app.post("/v2/models/{model}/infer", summary="V2: predict", tags=["Open Inference (V2)"])
-    async def infer(model: str, request: Request) -> Response:
-        if model != spec.app:
-            return unknown(model)
-
+    async def infer_this_model(request: Request) -> Response:
         def write(predictions: list) -> bytes:
             request_id, names = request.state.v2
             tensors = outputs(predictions, spec)
@@ -250,5 +246,12 @@ def add_v2_routes(app: FastAPI, front: Front) -> str:
                                  "outputs": [o for o in tensors if o["name"] in names] or tensors})
 
         return await front.respond(request, read, write, refuse)
+
+    @app.post("/v2/models/{model}/infer", summary="V2: predict", tags=["Open Inference (V2)"])
+    async def infer(model: str, request: Request) -> Response:
+        # only another model's name gets here: this model's path is served by the fast route below
+        return unknown(model) if model != spec.app else await infer_this_model(request)
+
+    add_fast_route(app, f"{base}/infer", infer_this_model)
 
     return f"{base}/infer"
