@@ -22,18 +22,34 @@ PATH_KEYS = frozenset({
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "MLmodel"
+    """The MLmodel as MLflow reads it (``mlflow.models.Model``), as the dict MLflow writes.
+
+    MLflow's own reader decides what the fields mean (the signature is parsed by
+    ``ModelSignature``, so a signature the model server would refuse is refused here);
+    what it cannot read is exit 2 naming the file, never a traceback."""
+    path = Path(model_dir) / "MLmodel"
     if not path.is_file():
         raise NotFound(f"no MLmodel file in {model_dir}", "an MLflow model folder")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise BadInput(f"{path} is not valid YAML: {str(exc)[:200]}", "MLflow's MLmodel file") from None
     if data is None:
         return {}
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(k, str) and k.isidentifier() for k in data):
         raise BadInput(f"{path} is not a mapping of MLmodel fields", "MLflow's MLmodel file (flavors:, run_id:, ...)")
-    return data
+    from mlflow.models import Model
+
+    try:
+        # from_dict on what was just read: Model.load would read the file again, in the locale's encoding
+        return Model.from_dict(data).to_dict()
+    except Exception as exc:  # noqa: BLE001 - MlflowException, TypeError, ValueError: all "MLflow cannot read it"
+        raise BadInput(
+            f"{path} is not an MLmodel MLflow can read: {type(exc).__name__}: {str(exc)[:200]}",
+            "MLflow's MLmodel file (flavors:, signature: with inputs/outputs as MLflow writes them)",
+            "log the model again with MLflow; never edit MLmodel by hand",
+        ) from None
 
 
 def model_file(model_dir: Path, relative: Any, field: str) -> Path:
