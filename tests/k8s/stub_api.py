@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0"}
+TOKEN = "hmt-k-stub-token-0123456789"
 _PROXY = re.compile(r"/api/v1/namespaces/[^/]+/services/[^/]+/proxy(/.*)")
 
 
@@ -27,6 +28,7 @@ class StubApi:
         self.objects: dict[str, dict] = {}  # object path -> object
         self.requests: list[dict] = []
         self.proxy_answers: dict[str, tuple[int, str]] = {}
+        self.answers: dict[tuple[str, str], tuple[int, object]] = {}  # (method, path) -> a fixed answer
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -42,12 +44,14 @@ class StubApi:
         path.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "stub",
             "clusters": [{"name": "stub", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
-            "users": [{"name": "stub", "user": {"token": "hmt-k-stub-token"}}],
+            "users": [{"name": "stub", "user": {"token": TOKEN}}],
             "contexts": [{"name": "stub", "context": {"cluster": "stub", "user": "stub"}}]}))
         return path
 
     def answer(self, method: str, path: str, query: dict, body) -> tuple[int, object]:
         proxy = _PROXY.fullmatch(path)
+        if (method, path) in self.answers:
+            return self.answers[(method, path)]
         if path.rstrip("/") == "/version":
             return 200, VERSION
         if proxy:
@@ -84,7 +88,9 @@ class StubApi:
                 url = urlsplit(self.path)
                 query = dict(parse_qsl(url.query))
                 body = json.loads(raw) if raw else None
-                stub.requests.append({"method": self.command, "path": url.path, "query": query, "body": body})
+                stub.requests.append({"method": self.command, "path": url.path, "query": query, "body": body,
+                                      "content_type": self.headers.get("Content-Type"),
+                                      "auth": self.headers.get("Authorization")})
                 status, answer = stub.answer(self.command, url.path, query, body)
                 data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
                 self.send_response(status)

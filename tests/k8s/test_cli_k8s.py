@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import kubernetes_validate
@@ -146,23 +147,41 @@ def _tiny_image(ref: str, content: bytes) -> None:
     docker.from_env().api.import_image_from_data(data.getvalue(), repository=repo, tag=tag)
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_render_takes_the_digest_from_the_registry(resolved_run, local_platform, tmp_path):
-    """No --from: each image's digest is what the (authenticated) registry holds for the tag."""
+@contextmanager
+def pushed_images(registry: str, app: str, tag: str):
+    """The run's bento and gateway image names pushed to the local registry as tiny images:
+    yields (role -> reference, role -> digest); the local tags go again afterwards."""
     import docker
 
     from home_mlops.build.registry import push
 
-    run, resolved, env = resolved_run
-    app = "hmt-k-render"
-    tag = f"{run.run_id[:12]}-{resolved['content_digest'][:8]}"
-    refs = {role: f"{local_platform.registry}/{app}-{role}:{tag}" for role in ("bento", "gateway")}
-    pushed = {}
+    refs = {role: f"{registry}/{app}-{role}:{tag}" for role in ("bento", "gateway")}
     try:
+        pushed = {}
         for role, ref in refs.items():
-            _tiny_image(ref, f"{role} {tag}".encode())
+            _tiny_image(ref, f"{role} {app} {tag}".encode())
             pushed[role] = push(ref, {}, force=True)
+        yield refs, pushed
+    finally:
+        client = docker.from_env()
+        for ref in refs.values():
+            try:
+                client.images.remove(ref, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+
+def run_tag(run, resolved: dict) -> str:
+    return f"{run.run_id[:12]}-{resolved['content_digest'][:8]}"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_render_takes_the_digest_from_the_registry(resolved_run, local_platform, tmp_path):
+    """No --from: each image's digest is what the (authenticated) registry holds for the tag."""
+    run, resolved, env = resolved_run
+    app, tag = "hmt-k-render", run_tag(run, resolved)
+    with pushed_images(local_platform.registry, app, tag) as (refs, pushed):
         proc = run_cli(["k8s", "render", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id,
                         "--registry", local_platform.registry, "--out", str(tmp_path / "out"),
                         "--json", str(tmp_path / "r.json")], env)
@@ -175,13 +194,6 @@ def test_render_takes_the_digest_from_the_registry(resolved_run, local_platform,
                         "--out", str(tmp_path / "out2")], env)
         assert proc.returncode == 3, proc.stderr[-3000:]
         assert f"{local_platform.registry}/hmt-k-absent-bento:{tag} is not in the registry" in proc.stderr
-    finally:
-        client = docker.from_env()
-        for ref in refs.values():
-            try:
-                client.images.remove(ref, force=True)
-            except docker.errors.ImageNotFound:
-                pass
 
 
 @pytest.mark.docker
@@ -189,62 +201,44 @@ def test_render_takes_the_digest_from_the_registry(resolved_run, local_platform,
 def test_deploy_status_undeploy_through_a_stand_in_api_server(resolved_run, local_platform, tmp_path):
     """The whole `deploy --target k8s` path for real (CLI, MLflow, the registry's digests, the kubernetes
     client over HTTP) with only the API server a stand-in; then status, undeploy, and a failed first deploy."""
-    import docker
-
     from stub_api import StubApi
 
     run, resolved, env = resolved_run
     app, namespace = "hmt-k-deploy", "hmt-k-ns"
-    tag = f"{run.run_id[:12]}-{resolved['content_digest'][:8]}"
-    refs = {role: f"{local_platform.registry}/{app}-{role}:{tag}" for role in ("bento", "gateway")}
-    pushed = {}
-    from home_mlops.build.registry import push
-
-    try:
-        for role, ref in refs.items():
-            _tiny_image(ref, f"{role} {app} {tag}".encode())
-            pushed[role] = push(ref, {}, force=True)
-        with StubApi(19342) as api:
-            env = dict(env, KUBECONFIG=str(api.kubeconfig(tmp_path / "kubeconfig")), HOME_MLOPS_TARGET="k8s",
-                       HOME_MLOPS_NAMESPACE=namespace, HOME_MLOPS_PLATFORM_DIR=str(tmp_path / "platform"),
-                       REGISTRY_USER=local_platform.user, REGISTRY_PASSWORD=local_platform.password)
-            args = ["--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id,
-                    "--registry", local_platform.registry]
-            proc = run_cli(["deploy", *args, "--json", str(tmp_path / "deploy.json")], env)
-            assert proc.returncode == 0, proc.stderr[-4000:]
-            result = json.loads((tmp_path / "deploy.json").read_text())
-            assert (result["target"], result["namespace"], result["run_id"]) == ("k8s", namespace, run.run_id)
-            assert result["images"] == {role: f"{refs[role]}@{pushed[role]}" for role in refs}
-            assert result["url"] == f"http://{app}-gateway.{namespace}.svc.cluster.local"
-            gateway = api.objects[f"/apis/apps/v1/namespaces/{namespace}/deployments/{app}-gateway"]
-            assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == result["images"]["gateway"]
-            applies = [r for r in api.requests if r["method"] == "PATCH"]
-            assert all(r["query"] == {"fieldManager": "home-mlops", "force": "true"} for r in applies)
-            smoke = [r for r in api.requests if "/proxy/" in r["path"]]
-            assert smoke[0]["path"].endswith(f"/services/{app}-gateway:http/proxy/readyz")
-            if resolved.get("input_example"):
-                assert smoke[1]["body"] == {"dataframe_records": resolved["input_example"]}
-            proc = run_cli(["status", "--json", str(tmp_path / "status.json")], env)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            (row,) = json.loads((tmp_path / "status.json").read_text())["deployments"]
-            assert (row["app"], row["run_id"], row["ready"]) == (app, run.run_id, True)
-            assert app in proc.stderr and "gateway image:" in proc.stderr
-            proc = run_cli(["undeploy", "--app", app, "--json", str(tmp_path / "undeploy.json")], env)
-            assert proc.returncode == 0, proc.stderr[-3000:]
-            removed = json.loads((tmp_path / "undeploy.json").read_text())["removed"]
-            assert f"deployment/{app}-gateway" in removed and f"service/{app}-bento" in removed
-            assert not [p for p in api.objects if "/deployments/" in p]
-            # a first deploy whose smoke test fails: exit 6, and nothing of it stays
-            api.proxy_answers["/readyz"] = (503, '{"ready": false}')
-            proc = run_cli(["deploy", *args, "--json", str(tmp_path / "failed.json")], env)
-            assert proc.returncode == 6, proc.stderr[-3000:]
-            failed = json.loads((tmp_path / "failed.json").read_text())
-            assert "answered 503" in failed["error"] and "removed" in failed["error"]
-            assert not [p for p in api.objects if "/deployments/" in p]
-    finally:
-        client = docker.from_env()
-        for ref in refs.values():
-            try:
-                client.images.remove(ref, force=True)
-            except docker.errors.ImageNotFound:
-                pass
+    with pushed_images(local_platform.registry, app, run_tag(run, resolved)) as (refs, pushed), StubApi(19342) as api:
+        env = dict(env, KUBECONFIG=str(api.kubeconfig(tmp_path / "kubeconfig")), HOME_MLOPS_TARGET="k8s",
+                   HOME_MLOPS_NAMESPACE=namespace, HOME_MLOPS_PLATFORM_DIR=str(tmp_path / "platform"),
+                   REGISTRY_USER=local_platform.user, REGISTRY_PASSWORD=local_platform.password)
+        args = ["--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id,
+                "--registry", local_platform.registry]
+        proc = run_cli(["deploy", *args, "--json", str(tmp_path / "deploy.json")], env)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        result = json.loads((tmp_path / "deploy.json").read_text())
+        assert (result["target"], result["namespace"], result["run_id"]) == ("k8s", namespace, run.run_id)
+        assert result["images"] == {role: f"{refs[role]}@{pushed[role]}" for role in refs}
+        assert result["url"] == f"http://{app}-gateway.{namespace}.svc.cluster.local"
+        gateway = api.objects[f"/apis/apps/v1/namespaces/{namespace}/deployments/{app}-gateway"]
+        assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == result["images"]["gateway"]
+        applies = [r for r in api.requests if r["method"] == "PATCH"]
+        assert all(r["query"] == {"fieldManager": "home-mlops", "force": "true"} for r in applies)
+        smoke = [r for r in api.requests if "/proxy/" in r["path"]]
+        assert smoke[0]["path"].endswith(f"/services/{app}-gateway:http/proxy/readyz")
+        if resolved.get("input_example"):
+            assert smoke[1]["body"] == {"dataframe_records": resolved["input_example"]}
+        proc = run_cli(["status", "--json", str(tmp_path / "status.json")], env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (row,) = json.loads((tmp_path / "status.json").read_text())["deployments"]
+        assert (row["app"], row["run_id"], row["ready"]) == (app, run.run_id, True)
+        assert app in proc.stderr and "gateway image:" in proc.stderr
+        proc = run_cli(["undeploy", "--app", app, "--json", str(tmp_path / "undeploy.json")], env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        removed = json.loads((tmp_path / "undeploy.json").read_text())["removed"]
+        assert f"deployment/{app}-gateway" in removed and f"service/{app}-bento" in removed
+        assert not [p for p in api.objects if "/deployments/" in p]
+        # a first deploy whose smoke test fails: exit 6, and nothing of it stays
+        api.proxy_answers["/readyz"] = (503, '{"ready": false}')
+        proc = run_cli(["deploy", *args, "--json", str(tmp_path / "failed.json")], env)
+        assert proc.returncode == 6, proc.stderr[-3000:]
+        failed = json.loads((tmp_path / "failed.json").read_text())
+        assert "answered 503" in failed["error"] and "removed" in failed["error"]
+        assert not [p for p in api.objects if "/deployments/" in p]

@@ -6,9 +6,6 @@ unreachable or refusing API server comes back (exit 7 / exit 6 with the RBAC hin
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -16,59 +13,16 @@ from home_mlops.errors import DeployFailed, ExitCode, Unavailable
 from home_mlops.k8s import cluster as k8s_cluster
 from home_mlops.k8s.render import render
 from k8s_fixtures import release_for, settings_for
+from stub_api import TOKEN, StubApi
 
 PORT = 19341  # helper K's range 19300-19399
-TOKEN = "hmt-k-token-0123456789"
-VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "x", "gitTreeState": "clean",
-           "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25", "compiler": "gc", "platform": "linux/amd64"}
-
-
-class Recorder(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-    answers: dict[tuple[str, str], tuple[int, object]] = {}
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        self.requests.append({"method": self.command, "path": url.path, "query": dict(parse_qsl(url.query)),
-                              "content_type": self.headers.get("Content-Type"),
-                              "auth": self.headers.get("Authorization"),
-                              "body": json.loads(raw) if raw else None})
-        if url.path.rstrip("/") == "/version":
-            status, answer = 200, VERSION
-        else:
-            status, answer = self.answers.get((self.command, url.path), (200, json.loads(raw) if raw else {}))
-        data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_DELETE = _handle
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
 def api(tmp_path, monkeypatch):
-    Recorder.requests, Recorder.answers = [], {}
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "hmt-k",
-        "clusters": [{"name": "hmt-k", "cluster": {"server": f"http://127.0.0.1:{PORT}"}}],
-        "users": [{"name": "hmt-k", "user": {"token": TOKEN}}],
-        "contexts": [{"name": "hmt-k", "context": {"cluster": "hmt-k", "user": "hmt-k"}}],
-    }))
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    yield Recorder
-    server.shutdown()
-    server.server_close()
+    with StubApi(PORT) as stub:
+        monkeypatch.setenv("KUBECONFIG", str(stub.kubeconfig(tmp_path / "kubeconfig")))
+        yield stub
 
 
 def test_server_side_apply_of_every_rendered_object(api):
