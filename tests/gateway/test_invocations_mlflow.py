@@ -186,3 +186,45 @@ def test_a_body_neither_takes_is_mlflows_bad_request_on_both(pair):
     assert theirs.status_code == ours.status_code == 400, (theirs.text[:300], ours.text[:300])
     assert theirs.json()["error_code"] == ours.json()["error_code"] == "BAD_REQUEST"
     assert ours.json()["message"]
+
+
+def test_python_m_gateway_serves_the_model_in_process_when_model_dir_is_set(tmp_path):
+    """The standalone server's entry point: HOME_MLOPS_MODEL_DIR picks the in-process backend
+    (no model server anywhere: HOME_MLOPS_UPSTREAM_URL points at a closed port)."""
+    import shutil
+
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model_dir = _save_iris(tmp_path)
+    package = Path(__file__).resolve().parents[2] / "pyhelpers" / "home_mlops" / "gateway"
+    shutil.copytree(package, tmp_path / "app" / "gateway", ignore=shutil.ignore_patterns("__pycache__"))
+    _spec(model_dir, "hmt-g1-standalone").save(tmp_path / "app" / "gateway-spec.json")
+    example = json.loads((model_dir / "input_example.json").read_text())
+    expected = mlflow.pyfunc.load_model(str(model_dir)).predict(
+        pd.DataFrame(example["data"], columns=example["columns"])).tolist()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOME_MLOPS_")}
+    env.update({"PYTHONPATH": str(tmp_path / "app"), "HOME_MLOPS_GATEWAY_HOST": "127.0.0.1",
+                "HOME_MLOPS_GATEWAY_PORT": str(port), "HOME_MLOPS_MODEL_DIR": str(model_dir),
+                "HOME_MLOPS_UPSTREAM_URL": "http://127.0.0.1:9", "HOME_MLOPS_GATEWAY_LOG_LEVEL": "warning"})
+    proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=tmp_path / "app", env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            try:
+                if httpx.get(url + "/readyz", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the standalone server never became ready"
+            time.sleep(0.3)
+        answer = httpx.post(url + "/invocations", json={"dataframe_split": example}, timeout=30, trust_env=False)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": expected}
+    finally:
+        proc.terminate()
+        proc.wait(20)
