@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +87,8 @@ def load(path: str) -> Earlier:
     data = _read(path)
     command = data.get("command")
     if command not in TAKES:
-        shown = command if isinstance(command, str) and command.isprintable() else type(command).__name__
-        raise _bad(path, f"is the result of {str(shown)[:40]!r}, which holds no resolved run")
+        named = isinstance(command, str) and re.fullmatch(r"[a-z][a-z-]{0,30}", command)
+        raise _bad(path, f"is the result of {command if named else 'an unknown command'}, which holds no resolved run")
     if data.get("ok") is not True:
         raise _bad(path, f"is the result of a {command} that did not succeed")
     if command == "resolve":
