@@ -16,11 +16,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
 
 from home_mlops.build import wheels
 from home_mlops.build.wheels import ensure_wheels, link_or_copy, requirements_text
-from home_mlops.errors import BadInput, NotFound
+from home_mlops.errors import BadInput
 from home_mlops.gateway.spec import SPEC_FILENAME, GatewaySpec, SpecError, records_from_example, spec_from_mlmodel
 
 __all__ = [
@@ -101,18 +100,10 @@ def load_model_spec(
     title: str | None = None,
 ) -> GatewaySpec:
     """Read ``<model_dir>/MLmodel`` and its input example and build the GatewaySpec."""
+    from home_mlops.resolve.mlmodel import read_mlmodel
+
     model_dir = Path(model_dir)
-    mlmodel_path = model_dir / "MLmodel"
-    if not mlmodel_path.is_file():
-        raise NotFound(
-            f"no MLmodel file in {model_dir}",
-            "the folder of an MLflow model (MLmodel, model files, input_example.json)",
-            "check the run's model location (home-mlops resolve)",
-        )
-    try:
-        mlmodel = yaml.safe_load(mlmodel_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{mlmodel_path} is not valid YAML: {exc}", "MLflow's MLmodel file") from exc
+    mlmodel = read_mlmodel(model_dir)
     example = read_input_example(model_dir, mlmodel)
     try:
         return spec_from_mlmodel(

@@ -25,19 +25,13 @@ from home_mlops.build.gateway_image import override_dir
 from home_mlops.build.wheels import fetch_wheels, image_requirements, lock
 from home_mlops.gateway.inprocess import MLMODEL_JSON, NATIVE_FLAVORS
 from home_mlops.gateway.spec import SPEC_FILENAME
-from home_mlops.resolve.mlmodel import model_file
+from home_mlops.resolve.mlmodel import model_file, read_mlmodel
 from home_mlops.resolve.resolver import ResolvedModel
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1] / "gateway"
 #: what each native loader imports beyond the flavor's framework (its files' serialization)
 _SERIALIZERS = {"cloudpickle": "cloudpickle", "skops": "skops"}
 _MLFLOW = {"mlflow", "mlflow-skinny"}
-
-
-def read_mlmodel(model_dir: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
 
 
 def native_flavor(mlmodel: dict) -> str | None:
