@@ -89,7 +89,8 @@ def smoke(url: str, payload: dict, containers: list, secrets_: list[str]) -> Non
         except ValueError:
             problem = "answered something that is not JSON"
         else:
-            preds = body.get("predictions") if isinstance(body, dict) else None
+            # a FastAPI front door wraps them ({"predictions": [...]}); BentoML (mode bento) answers the list
+            preds = body if isinstance(body, list) else body.get("predictions") if isinstance(body, dict) else None
             if not isinstance(preds, list):
                 problem = "answered JSON without a 'predictions' list"
             elif expected is not None and len(preds) != expected:
