@@ -15,15 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from home_mlops.errors import BadInput, NotFound, Unavailable
+from home_mlops.errors import BadInput, HomeMlopsError, NotFound, Unavailable
 from home_mlops.resolve.mlflow_errors import translate_errors
-from home_mlops.resolve.mlmodel import MODEL_ID, checked_id
+from home_mlops.resolve.mlmodel import MODEL_ID, checked_id, read_mlmodel
 from home_mlops.params import validate_model_name
-
-# Bounded retries for an unreachable tracking server instead of MLflow's minutes-long default.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
 @dataclass(frozen=True)
@@ -222,11 +217,10 @@ class NasFinder:
                 local = self.repo.download_artifacts(f"{folder}/MLmodel", tmp)
             except Exception:  # a folder without MLmodel: not a model
                 return None
-            try:
-                data = yaml.safe_load(Path(local).read_text(encoding="utf-8"))
-            except (yaml.YAMLError, UnicodeDecodeError):
+            try:  # the one MLmodel reader; one it refuses is not a model here either
+                return read_mlmodel(Path(local).parent) or None
+            except HomeMlopsError:
                 return None
-            return data if isinstance(data, dict) else None
 
     def _model_name(self, model_dir: str) -> str | None:
         """A file store keeps the logged model's name in meta.yaml; a SQL store keeps it in
