@@ -27,7 +27,8 @@
  *     recordEnv   false: leave the environment out of the records (big runs)
  *     supersededAt  a milestone ordinal: a newer build of the same job passes it
  *                 before this run gets there (the race milestones guard against), so
- *                 this run is aborted on reaching it (pipeline-milestone-step)
+ *                 this run is cancelled on reaching it with result NOT_BUILT
+ *                 (pipeline-milestone-step: Executor.interrupt(Result.NOT_BUILT, ...))
  *
  * Where Jenkins' behaviour matters, the stand-ins follow its sources:
  *   sh        `/bin/sh -xe -c script` in real mode (durable-task on Unix; dash on Debian)
@@ -41,7 +42,7 @@
  *   stages    declarative: `when { expression / environment / not / allOf / anyOf }`
  *             skips a stage (recorded as skipped: 'when'); after a failure the
  *             later stages are skipped (skipped: 'failure'); post conditions run
- *             in Jenkins' order (always, aborted|failure|success, cleanup)
+ *             in Jenkins' order (always, failure|success|aborted|notBuilt, cleanup)
  */
 import groovy.json.JsonOutput
 import groovy.json.JsonSlurper
@@ -56,9 +57,14 @@ class StepError extends RuntimeException {
     StepError(String message) { super(message) }
 }
 
-/** The build was aborted (FlowInterruptedException in Jenkins): a newer build passed a milestone. */
+/** The build was interrupted (FlowInterruptedException in Jenkins) with this result. */
 class AbortError extends StepError {
-    AbortError(String message) { super(message) }
+    String result
+
+    AbortError(String result, String message) {
+        super(message)
+        this.result = result
+    }
 }
 
 /** State of one pipeline run. */
@@ -271,6 +277,7 @@ class PostDsl {
     void failure(Closure c) { blocks.failure = c }
     void unstable(Closure c) { blocks.unstable = c }
     void aborted(Closure c) { blocks.aborted = c }
+    void notBuilt(Closure c) { blocks.notBuilt = c }
     void changed(Closure c) { blocks.changed = c }
     void cleanup(Closure c) { blocks.cleanup = c }
 }
@@ -514,7 +521,7 @@ class Harness {
         })
         b.setVariable('properties', { Object a -> r.record('properties', [a]); null })
         // pipeline-milestone-step: ordinals count up in a build; a build that reaches a milestone
-        // a newer build has already passed is aborted
+        // a newer build has already passed is cancelled (NOT_BUILT)
         b.setVariable('milestone', { Object a ->
             Map m = a instanceof Map ? (Map) a : [ordinal: a]
             int ordinal = m.ordinal != null ? (m.ordinal as int) : r.milestones + 1
@@ -523,10 +530,10 @@ class Harness {
             }
             r.milestones = ordinal
             int newer = r.cfg.supersededAt != null ? (r.cfg.supersededAt as int) : Integer.MAX_VALUE
-            r.record('milestone', [m], [ordinal: ordinal, aborted: ordinal >= newer])
+            r.record('milestone', [m], [ordinal: ordinal, superseded: ordinal >= newer])
             if (ordinal >= newer) {
                 r.log << "Superseded by a newer build (milestone ${ordinal})".toString()
-                throw new AbortError("Superseded by a newer build at milestone ${ordinal}".toString())
+                throw new AbortError('NOT_BUILT', "Superseded by a newer build at milestone ${ordinal}".toString())
             }
             null
         })
@@ -568,16 +575,18 @@ class Harness {
                 }
                 runStage(r, s.name, s.body ?: {})
             } catch (Throwable e) {
-                result = e instanceof AbortError ? 'ABORTED' : 'FAILURE'
+                result = e instanceof AbortError ? ((AbortError) e).result : 'FAILURE'
                 r.failedStage = s.name
                 r.failure = e instanceof StepError ? e.message : "${e.getClass().name}: ${e.message}".toString()
                 r.currentBuild.result = result
                 r.currentBuild.currentResult = result
-                r.log << "${result == 'ABORTED' ? 'Aborted' : 'ERROR'}: ${e.message}".toString()
+                r.log << "${result == 'FAILURE' ? 'ERROR' : result}: ${e.message}".toString()
             }
         }
         r.currentBuild.result = result
-        List<String> order = ['always', result.toLowerCase(), 'cleanup']
+        // declarative's condition names: SUCCESS success, FAILURE failure, ABORTED aborted, NOT_BUILT notBuilt
+        String condition = result == 'NOT_BUILT' ? 'notBuilt' : result.toLowerCase()
+        List<String> order = ['always', condition, 'cleanup']
         for (String cond : order) {
             Closure block = p.post.blocks[cond]
             if (block == null) {
@@ -619,7 +628,7 @@ class Harness {
             out.returned = plain(returned)
             out.result = r.currentBuild.result ?: 'SUCCESS'
         } catch (Throwable e) {
-            out.result = e instanceof AbortError ? 'ABORTED' : 'FAILURE'
+            out.result = e instanceof AbortError ? ((AbortError) e).result : 'FAILURE'
             r.failure = r.failure ?: (e instanceof StepError ? e.message : "${e.getClass().name}: ${e.message}".toString())
             if (!(e instanceof StepError)) {
                 out.exception = e.getClass().name

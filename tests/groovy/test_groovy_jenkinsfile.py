@@ -6,7 +6,7 @@ fidelity to Jenkins (issue 12 item 3), under tests/groovy/harness.groovy.
 - resolve once: each later stage gets the previous build stage's result file as
   HOME_MLOPS_FROM; only this build's result files are archived;
 - timestamps(), the library without a version, and milestones: an older build that reaches
-  the Deploy stage, or the port lock, after a newer one is aborted before it deploys;
+  the Deploy stage, or the port lock, after a newer one is cancelled (NOT_BUILT) before it deploys;
 - the harness: withEnv as EnvVars.overrideAll (never expanded, empty removes, PATH+X),
   `sh` as /bin/sh -xe (dash), readJSON as pipeline-utility-steps (JSONNull, returnPojo),
   parallel runs that never see each other's configuration.
@@ -229,15 +229,17 @@ def test_deploy_passes_a_milestone_before_the_lock_and_one_inside_it(rec):
 @pytest.mark.parametrize("passed", [1, 2])
 def test_an_older_build_never_deploys_after_a_newer_one(rec, passed):
     r = rec[f"superseded-{passed}"]
-    assert r["result"] == "ABORTED"
+    # the milestone step cancels the older build as NOT_BUILT (not ABORTED)
+    assert r["result"] == "NOT_BUILT"
     assert r["failedStage"] == "Deploy"
     commands = [_command(c["args"][0]["script"]) for c in calls(r, "sh")]
     assert commands == ["bento-build", "fastapi-build"], "the deploy must not run"
     # superseded at the Deploy stage, or once it held the port lock (a newer build deployed meanwhile)
-    assert calls(r, "milestone")[-1]["aborted"] is True
+    assert calls(r, "milestone")[-1]["superseded"] is True
     assert len(calls(r, "lock")) == passed - 1
-    assert [c["args"][0] for c in calls(r, "post")] == ["always", "aborted"]
-    assert calls(r, "echo")[-1]["args"][0].startswith("home-mlops: ABORTED in stage 'Deploy': superseded by a newer build")
+    assert [c["args"][0] for c in calls(r, "post")] == ["always", "notBuilt"]
+    assert calls(r, "echo")[-1]["args"][0] == (
+        "home-mlops: NOT BUILT, stopped in stage 'Deploy': a newer build of this job got there first; this build deployed nothing")
     assert "deploy:" not in (r["description"] or "")
 
 

@@ -40,7 +40,7 @@ class CliStep implements Serializable {
                 steps.lock(resource: StepOptions.lockResource(opts)) {
                     if (opts.milestone) {
                         // inside the lock: of two builds of one job queued on it, an older one that
-                        // gets it after a newer one is aborted here instead of deploying over it
+                        // gets it after a newer one is cancelled here (NOT_BUILT) instead of deploying over it
                         steps.milestone(label: "${spec.step} ${opts.app}".toString())
                     }
                     status = runScript(script, credentialsId)

@@ -97,10 +97,19 @@ class Summary implements Serializable {
         return "${text(m.uri)} = version ${text(m.version)}, run ${text(m.run_id)}".toString()
     }
 
-    /** The post-aborted line: a newer build passed a milestone first, or a user stopped the build. */
+    /** The post-aborted line: a user (or the pipeline's timeout) stopped the build. */
     @NonCPS
     static String aborted(String stage) {
-        return "home-mlops: ABORTED in stage '${stage ?: 'unknown'}': superseded by a newer build of this job (milestone) or stopped by a user".toString()
+        return "home-mlops: ABORTED in stage '${stage ?: 'unknown'}': stopped by a user or by the pipeline's timeout".toString()
+    }
+
+    /**
+     * The post-notBuilt line: a newer build of the job passed a milestone first (the milestone
+     * step cancels the older build as NOT_BUILT). Both milestones come before the CLI deploys.
+     */
+    @NonCPS
+    static String superseded(String stage) {
+        return "home-mlops: NOT BUILT, stopped in stage '${stage ?: 'unknown'}': a newer build of this job got there first; this build deployed nothing".toString()
     }
 
     @NonCPS
