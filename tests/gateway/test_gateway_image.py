@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 
 import httpx
 import pytest
 
 from conftest import docker_reason, run_cli, wait_container_ready
+from deploy_fixtures import free_test_port
 from test_gateway_app import Upstream
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
@@ -25,17 +25,6 @@ if docker_reason():
 
 APP = "tabular-iris-multi-classifier"
 PORTS = range(19130, 19150)  # helper G1's range
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip(f"needs a free loopback port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +41,7 @@ def gateway_url(trained_run, local_platform, tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-4000:]
     image = json.loads(out.read_text())["image"]
     client = docker.from_env()
-    port = _free_port()
+    port = free_test_port(PORTS)
     with Upstream() as upstream:
         container = client.containers.run(
             image, name=name, detach=True, network_mode="host",
