@@ -85,6 +85,12 @@ def _scenarios(tmp) -> dict[str, dict]:
                          "env": {"PATH": "/usr/bin:/bin", "HOME": "/home/jenkins-stand-in"}}
     s["withenv-no-equals"] = {"target": "code", "code": "withEnv(['JUST_A_NAME']) { sh 'true' }"}
     s["sh-dash"] = {"target": "code", "mode": "real", "code": SH_CODE, "env": {"PATH": "/usr/bin:/bin"}}
+    # from: reaches the real CLI (HOME_MLOPS_FROM), which reads the file: one that holds no resolved run is refused
+    s["real-cli-from"] = {"target": "code", "mode": "real",
+                          "code": "writeFile(file: 'earlier.json', text: '{\"ok\": false}')\n"
+                                  "return fastapiBuild(from: 'earlier.json', push: false)",
+                          "env": {"PATH": f"{runner.VENV_BIN}:/usr/bin:/bin", "HOME_MLOPS_HOME": str(tmp / "cli-state"),
+                                  "MLFLOW_TRACKING_URI": "http://127.0.0.1:19501/"}}
     for name, scenario in s.items():
         scenario["name"] = name
     return s
@@ -314,6 +320,14 @@ def test_sh_is_dash_with_xe(rec):
     assert status == 1 and "after-false" not in calls(r, "sh")[1]["stdout"]
     assert "e" in flags and "x" in flags
     assert "+ false" in calls(r, "sh")[1]["stderr"], "sh -x traces each command to stderr"
+
+
+def test_from_reaches_the_real_cli(rec):
+    r = rec["real-cli-from"]
+    assert r["result"] == "FAILURE"
+    (sh,) = calls(r, "sh")
+    assert sh["env"]["HOME_MLOPS_FROM"] == "earlier.json" and sh["status"] == 2, sh.get("stderr", "")[-500:]
+    assert "--from earlier.json: " in r["failure"] and "holds no resolved run" in r["failure"], r["failure"]
 
 
 def test_parallel_runs_never_see_each_others_configuration(tmp_path):
