@@ -271,3 +271,11 @@ def test_the_smoke_tests_row_count_uses_the_envelope_parser():
     assert row_count({"instances": [[1, 2]]}) == 1
     assert row_count(RECORDS[0]) is None and row_count({"other": 1}) is None  # cannot tell without the names
     assert row_count({"inputs": {"a": [1], "b": [1, 2]}}) is None
+
+
+@pytest.mark.parametrize("route", ["/predict", "/invocations"])
+def test_a_lone_surrogate_in_a_field_name_is_a_4xx_not_a_500(gateway, route):
+    resp = gateway.post(route, content=b'{"dataframe_records": [{"\\ud800": 1}]}',
+                        headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500, resp.text
+    assert "\\ud800" in resp.text  # echoed escaped, as JSON allows

@@ -34,7 +34,13 @@ from .spec import GatewaySpec
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = body if isinstance(body, bytes) else jsonio.dumps(body)
+    if isinstance(body, bytes):
+        content = body
+    else:
+        try:
+            content = jsonio.dumps(body)
+        except jsonio.NotSerializable:  # a client's lone surrogate echoed in an error (a field name): \ud800
+            content = json.dumps(body, separators=(",", ":"), default=str).encode()
     return Response(content, status_code=status, media_type=JSON, headers=headers)
 
 
