@@ -1,7 +1,7 @@
 # The two commands a newcomer runs on a fresh Debian machine:
 #   make demo   set up, then run the main job end to end on the embedded default
 #   make test   set up, then run the whole test suite
-.PHONY: setup platform demo test test-fast bench clean
+.PHONY: setup platform demo test test-fast bench clean cps-check
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,11 @@ test: platform
 # Everything but the Docker image builds and deploys.
 test-fast: setup
 	.venv/bin/pytest -p no:cacheprovider -ra -m "not docker" $(PYTEST_ARGS)
+
+# The static check for Jenkins CPS pitfalls in the Jenkinsfile and the shared library
+# (make test runs it too: tests/groovy/test_cps_check.py).
+cps-check:
+	JAVA_HOME=$${JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64} groovy tests/groovy/cps_check.groovy Jenkinsfile vars src
 
 bench: platform
 	.venv/bin/python bench/bench_build.py
