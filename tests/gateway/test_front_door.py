@@ -21,6 +21,7 @@ from home_mlops.gateway.backend import STAGES
 from home_mlops.gateway.envelope import row_count
 from home_mlops.gateway.spec import Column, GatewaySpec
 from test_gateway_app import COLS, RECORDS, ROWS, SUMS, Upstream, iris_spec, serve
+from test_hostile_payloads import ANY, CORPUS  # the corpus the containers get, here on every route
 import test_gateway_app
 
 # the module fixtures of the /predict tests, one instance per module here too: a stand-in model
@@ -279,3 +280,19 @@ def test_a_lone_surrogate_in_a_field_name_is_a_4xx_not_a_500(gateway, route):
                         headers={"content-type": "application/json"})
     assert 400 <= resp.status_code < 500, resp.text
     assert "\\ud800" in resp.text  # echoed escaped, as JSON allows
+
+
+
+@pytest.mark.parametrize("route", ["/predict", "/invocations", INFER])
+def test_the_hostile_corpus_on_every_route_is_4xx_and_reaches_nothing(gateway, upstream, route):
+    for name, (body, content_type, expected) in CORPUS.items():
+        headers = {"content-type": content_type} if content_type is not None else {}
+        before = len(upstream.received)
+        resp = gateway.post(route, content=body, headers=headers)
+        assert resp.status_code < 500, (route, name, resp.status_code, resp.text[:300])
+        if expected != ANY:
+            assert 400 <= resp.status_code < 500, (route, name, resp.status_code, resp.text[:300])
+            assert len(upstream.received) == before, (route, name)  # refused before the model server
+        assert len(resp.content) < 4000 and "Traceback" not in resp.text, (route, name)
+    good = v2_request(ROWS) if route == INFER else {"inputs": ROWS}
+    assert gateway.post(route, json=good).status_code == 200
