@@ -38,7 +38,7 @@ from .backend import Backend
 from .bento_backend import BentoBackend
 from .columns import ColumnValidator
 from .docs import add_docs_routes
-from .envelope import RawColumns, Shape, read_columns
+from .envelope import MISSING, RawColumns, Shape, read_columns
 from .errors import InputError
 from .front import Front, json_response
 from .metrics import FrontDoorMiddleware, Metrics
@@ -62,7 +62,7 @@ def extract_rows(payload: Any, names: list[str], max_rows: int = 10_000) -> list
     make half a million dicts only to be refused afterwards.
     """
     raw: RawColumns = read_columns(payload, Shape(names, max_rows))
-    return [dict(zip(raw.columns, values)) for values in zip(*raw.columns.values())]
+    return [{k: v for k, v in zip(raw.columns, values) if v is not MISSING} for values in zip(*raw.columns.values())]
 
 
 def create_app(spec: GatewaySpec, upstream_url: str | None = None, backend: Backend | None = None) -> FastAPI:
