@@ -18,13 +18,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The venv: the package in editable mode with training and test extras.
+# The venv: the package in editable mode with every extra (server, jenkins, gcs, s3, train, torch, dev).
 # torch==2.13.0 resolves to the CPU wheel in the host's pip find-links.
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[train,torch,dev]'
+  .venv/bin/pip install -q -e '.[server,jenkins,gcs,s3,train,torch,dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -8,6 +8,7 @@ command that installs it: never "not found", never a traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from home_mlops.errors import BadInput
@@ -33,8 +34,8 @@ def install_hint(extra: str) -> str:
 
 def missing_dependency(error: ModuleNotFoundError, needed_for: str) -> MissingDependency:
     """The user-facing error for a module that could not be imported while doing ``needed_for``."""
-    module = (error.name or "").split(".")[0] or "a module"
-    extra = EXTRA_OF_MODULE.get(module)
+    module = error.name or "a module"
+    extra = EXTRA_OF_MODULE.get(module.split(".")[0])
     if extra:
         return MissingDependency(
             f"{needed_for} needs the Python module {module!r}, which is not installed",
@@ -55,6 +56,17 @@ def require(module: str, needed_for: str) -> ModuleType:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         raise missing_dependency(exc, needed_for) from None
+
+
+def require_installed(module: str, needed_for: str) -> None:
+    """Raise MissingDependency unless ``module`` is installed, without importing it (for a tool run
+    as ``python -m module``, or to fail before a slow step)."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise missing_dependency(ModuleNotFoundError(f"No module named {module!r}", name=module), needed_for)
 
 
 def _python() -> str:

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from home_mlops import env, settings
 from home_mlops.errors import BadInput, NotFound
+from home_mlops.extras import missing_dependency
 
 EXAMPLE_APPS = (
     "tabular-iris-multi-classifier",
@@ -95,6 +96,8 @@ def run_training(app: str, argv: list[str] | None = None) -> None:
     sys.argv = [str(script), *(argv or [])]
     try:
         runpy.run_path(str(script), run_name="__main__")
+    except ModuleNotFoundError as exc:  # the example trainers' frameworks are the [train] / [torch] extras
+        raise missing_dependency(exc, f"training script {script}") from None
     finally:
         sys.argv = old_argv
 

@@ -154,7 +154,7 @@ def test_missing_module_inside_mlflows_wrapper_is_found_in_the_chain():
 
     def load():
         try:
-            import home_mlops_no_such_module  # noqa: F401
+            import home_mlops_no_such_module  # noqa: F401  (the import is the test)
         except ModuleNotFoundError as exc:
             raise MlflowException("Failed to load the artifact repository") from exc
 

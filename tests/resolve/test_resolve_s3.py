@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, run_cli, stop_process_group
+from test_extras import blocked_imports
 from test_resolve_nas import UNREACHABLE, flat, iris_model, resolve, tracking
 
 MOTO = Path(sys.executable).parent / "moto_server"
@@ -189,22 +190,6 @@ def test_s3_server_down_is_unavailable(s3_run, state, tmp_path):
     proc, _ = resolve(s3_env(state, closed), exp, run_id, tmp_path / "r.json", "--nas", f"s3://{BUCKET}/mlruns")
     assert proc.returncode == 7, proc.stderr[-3000:]
     assert "did not answer" in flat(proc.stderr) and "Traceback" not in proc.stderr
-
-
-def blocked_imports(folder: Path, *modules: str) -> str:
-    """A PYTHONPATH folder whose sitecustomize makes ``modules`` unimportable: a fresh install without the extra."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class _Blocked:\n"
-        f"    names = {modules!r}\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in self.names:\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "        return None\n"
-        "sys.meta_path.insert(0, _Blocked())\n"
-    )
-    return str(folder)
 
 
 @pytest.mark.timeout(600)

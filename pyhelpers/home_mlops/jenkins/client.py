@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from home_mlops import env
 from home_mlops.errors import BadInput, HomeMlopsError, NotFound, Unavailable
+from home_mlops.extras import require
 
 # Every app job lives in this folder (jobs/folder.yaml, jobs/templates.yaml `folder:`).
 FOLDER = "home-mlops"
@@ -59,7 +60,7 @@ def job_url(base: str, job: str) -> str:
 
 
 def server(config: JenkinsConfig, timeout: float = 30):
-    import jenkins
+    jenkins = require("jenkins", "home-mlops jenkins")  # python-jenkins: the [jenkins] extra
 
     return jenkins.Jenkins(config.url, username=config.user, password=config.token, timeout=timeout)
 

@@ -19,6 +19,7 @@ import typer
 
 from home_mlops import env
 from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unavailable
+from home_mlops.extras import require_installed
 from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, VIEW, JenkinsConfig, build_job, server as make_server,
                                        translate, undeploy_job)
 from home_mlops.jenkins.follow import trigger_and_follow
@@ -99,6 +100,8 @@ def _run(body: Callable[[], int | None]) -> None:
 # --------------------------------------------------------------------- register
 def jjb_argv(ini_path: Path, jobs_dir: Path, names: list[str]) -> list[str]:
     exe = Path(sys.executable).with_name("jenkins-jobs")
+    if not exe.exists():
+        require_installed("jenkins_jobs", "home-mlops jenkins register")  # jenkins-job-builder: the [jenkins] extra
     head = [str(exe)] if exe.exists() else [sys.executable, "-m", "jenkins_jobs"]
     return [*head, "--conf", str(ini_path), "update", str(jobs_dir), *names]
 
