@@ -137,6 +137,16 @@ def docker_kind(exc: BaseException) -> Kind | None:
     return None
 
 
+def jenkins_kind(exc: BaseException) -> Kind | None:
+    """python-jenkins: its NotFoundException and TimeoutException (the HTTP status of anything else
+    is on the requests HTTPError it was raised while handling)."""
+    if _is(exc, "jenkins", "NotFoundException"):
+        return Kind.NOT_FOUND
+    if _is(exc, "jenkins", "TimeoutException"):
+        return Kind.UNAVAILABLE
+    return None
+
+
 def os_kind(exc: BaseException) -> Kind | None:
     """The standard library's OSError family (sockets, files) and a missing module."""
     if isinstance(exc, ModuleNotFoundError):
@@ -155,7 +165,7 @@ def os_kind(exc: BaseException) -> Kind | None:
 
 
 CLASSIFIERS: tuple[Callable[[BaseException], Kind | None], ...] = (
-    os_kind, mlflow_kind, botocore_kind, google_kind, requests_kind, httpx_kind, docker_kind,
+    os_kind, mlflow_kind, botocore_kind, google_kind, requests_kind, httpx_kind, docker_kind, jenkins_kind,
 )
 
 

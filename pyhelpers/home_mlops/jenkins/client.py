@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from home_mlops import env
+from home_mlops.error_kinds import Kind, classify
 from home_mlops.errors import BadInput, HomeMlopsError, NotFound, Unavailable
 from home_mlops.extras import require
 
@@ -74,10 +75,12 @@ def translate(exc: Exception, config: JenkinsConfig) -> HomeMlopsError:
         return exc
     text = str(exc)
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(exc, jenkins.NotFoundException) or status == 404:
+    kind = classify(exc)
+    if isinstance(exc, jenkins.NotFoundException) or status == 404 or kind is Kind.NOT_FOUND:
         return NotFound(f"Jenkins at {config.url} answered 404: {text}")
-    if status in (401, 403) or "[401]" in text or "[403]" in text or "401" in text or "403" in text:
-        # python-jenkins folds the status into JenkinsException's text (no attribute for it)
+    if status in (401, 403) or kind is Kind.DENIED:
+        # python-jenkins raises JenkinsException while handling requests' HTTPError: the status is
+        # in the chain (never read from the text: a job named app-401 is not a refusal)
         return BadInput(
             f"Jenkins at {config.url} refused user {config.user!r}: {text}",
             f"a valid API token for that user in {env.JENKINS_TOKEN.name}",
