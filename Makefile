@@ -29,6 +29,7 @@ bench: platform
 	.venv/bin/python bench/bench_gateway.py
 	.venv/bin/python bench/bench_switch.py
 	.venv/bin/python bench/bench_many_apps.py
+	.venv/bin/python bench/bench_k8s.py
 
 clean:
 	rm -rf home-mlops-state .home-mlops build out
