@@ -33,6 +33,19 @@ def docker_reason() -> str | None:
     return None
 
 
+# Fixtures that need the Docker daemon: a test that uses one (directly or through another
+# fixture) gets the `docker` marker, so `make test-fast` (-m "not docker") leaves it out.
+# A test module adds its own in DOCKER_FIXTURES = ("name", ...).
+DOCKER_FIXTURES = frozenset({"local_platform"})
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        needs = DOCKER_FIXTURES | set(getattr(item.module, "DOCKER_FIXTURES", ()))
+        if needs & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.docker)
+
+
 @dataclass
 class TrainedRun:
     app: str
@@ -116,6 +129,26 @@ def local_platform() -> LocalPlatform:
 
     creds = platform.up()
     return LocalPlatform(registry=f"{creds.address}/home-mlops-test", user=creds.user, password=creds.password)
+
+
+def private_platform(folder: Path) -> str:
+    """A platform folder of the test's own (deploy state and history, registry files) that shares
+    the host's lock and wheel caches, for HOME_MLOPS_PLATFORM_DIR.
+
+    A build with an empty platform folder resolves its lock and downloads every wheel again
+    (hundreds of MB for one model image): a minute or more per build test. Sharing the caches
+    is safe: a lock is keyed by its requirements and every wheel is checked against the lock's
+    sha256 before it goes into an image."""
+    from home_mlops.platform.host import platform_dir
+
+    host = platform_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for cache in ("locks", "wheels"):
+        (host / cache).mkdir(parents=True, exist_ok=True)
+        link = folder / cache
+        if not link.exists():
+            link.symlink_to(host / cache, target_is_directory=True)
+    return str(folder)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from conftest import CLI, cli_env, run_cli
+from conftest import CLI, cli_env, private_platform, run_cli
 from home_mlops import output
 from home_mlops.results import failure_text, summary_text
 
@@ -199,7 +199,7 @@ def test_a_pipeline_without_a_terminal(trained_run, local_platform, tmp_path):
     app = f"hmt-f-pipe-{run.run_id[:6]}"
     env = {**run.env, "AR_NAME": local_platform.registry, "REGISTRY_USER": local_platform.user,
            "REGISTRY_PASSWORD": local_platform.password, "HOME_MLOPS_PORT": str(free_test_port(range(18600, 18700))),
-           "HOME_MLOPS_PLATFORM_DIR": str(tmp_path / "platform")}
+           "HOME_MLOPS_PLATFORM_DIR": private_platform(tmp_path / "platform")}
     proc = run_cli(["pipeline", "--app", app, "--experiment-id", run.experiment_id, "--run-id", run.run_id,
                     "--json", "-"], env, timeout=900, stdin=subprocess.DEVNULL)
     try:

@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from conftest import docker_reason, run_cli, wait_container_ready
+from conftest import docker_reason, private_platform, run_cli, wait_container_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 if docker_reason():
@@ -107,7 +107,7 @@ def test_pipeline_serves_through_the_gateway(app, trained_run, local_platform, t
     served = f"hmt-b-pipe-{run.run_id[:6]}"  # its own app name and port: never replaces a real deployment
     port = free_test_port()
     env = registry_env(run, local_platform, HOME_MLOPS_PORT=str(port),
-                       HOME_MLOPS_PLATFORM_DIR=str(tmp_path / "platform"))
+                       HOME_MLOPS_PLATFORM_DIR=private_platform(tmp_path / "platform"))
     result = cli_json(["pipeline", "--app", served, "--experiment-id", run.experiment_id, "--run-id", run.run_id],
                       env, tmp_path, "pipeline")
     try:

@@ -68,6 +68,10 @@ def outcomes(corpus, hostile_state, tmp_path_factory) -> dict[str, Outcome]:
         return {o.model.case: o for o in pool.map(one, corpus.models)}
 
 
+# the tests that use it are marked docker (conftest.py)
+DOCKER_FIXTURES = ("built",)
+
+
 @pytest.fixture(scope="module")
 def built(corpus, outcomes, hostile_state, tmp_path_factory):
     """The real builds (--no-push) of the models that get past resolve; their images are removed after."""

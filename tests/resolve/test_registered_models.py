@@ -146,6 +146,10 @@ def test_build_by_alias_pushes_tags_and_matches_run_id_build(registry_store, loc
         assert expected.items() <= found.items(), found
 
 
+# the tests that use it are marked docker (conftest.py)
+DOCKER_FIXTURES = ("standins",)
+
+
 @pytest.fixture(scope="module")
 def standins():
     from home_mlops.platform.host import docker_client
