@@ -350,14 +350,3 @@ def test_image_is_pulled_from_registry_with_auth(docker_images, app, port, state
             client.images.remove(ref)
         except Exception:  # noqa: BLE001
             pass
-
-
-def test_count_records_shapes():
-    from home_mlops.deploy.probe import count_records, scrub
-
-    assert count_records({"dataframe_records": [{}, {}]}) == 2
-    assert count_records({"dataframe_split": {"columns": ["a"], "data": [[1], [2], [3]]}}) == 3
-    assert count_records({"instances": [[1, 2]]}) == 1
-    assert count_records({"inputs": {"a": [1, 2], "b": [3, 4]}}) == 2
-    assert count_records({"other": 1}) is None
-    assert scrub("password=hunter2 token: abc s3cr3tvalue", ["s3cr3tvalue"]) == "password=*** token: *** ***"
