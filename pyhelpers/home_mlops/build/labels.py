@@ -11,7 +11,7 @@ import subprocess
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from home_mlops import __version__, settings
+from home_mlops import __version__, runner, settings
 
 if TYPE_CHECKING:  # a type only: deploy/ reads the keys without importing the resolver
     from home_mlops.resolve.resolver import ResolvedModel
@@ -52,7 +52,10 @@ def source_revision() -> str:
     root = settings.project_root()
     if not root:
         return "unknown"
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    try:
+        proc = runner.run(["git", "-C", str(root), "rev-parse", "HEAD"], "git", quiet=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):  # no git on this machine: the label says so
+        return "unknown"
     return proc.stdout.strip() or "unknown"
 
 
