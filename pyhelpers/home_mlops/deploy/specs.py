@@ -14,23 +14,15 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+# The label keys are declared once in build/labels.py (the images carry the same ones); deploy/,
+# status and k8s read the container keys from here too.
+from home_mlops.build.labels import (  # noqa: F401 - re-exported
+    LABEL_APP, LABEL_BIND, LABEL_DEPLOY_ID, LABEL_DEPLOYED_AT, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_PORT,
+    LABEL_PREFIX, LABEL_ROLE, LABEL_RUN, LABEL_SERVING, LABEL_SLOT, LABEL_UPSTREAM,
+)
 from home_mlops.deploy.app_settings import FRONT_DOOR, SERVING_ROLES, DeploySettings
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_app, validate_experiment_id, validate_registry, validate_run_id
-
-LABEL_PREFIX = "io.homemlops."
-LABEL_APP = LABEL_PREFIX + "app"
-LABEL_ROLE = LABEL_PREFIX + "role"  # bento | gateway | server
-LABEL_SLOT = LABEL_PREFIX + "slot"  # public | candidate (the front door; empty for a model server behind one)
-LABEL_SERVING = LABEL_PREFIX + "serving"  # the serving mode the container was deployed in
-LABEL_RUN = LABEL_PREFIX + "run-id"
-LABEL_EXPERIMENT = LABEL_PREFIX + "experiment-id"
-LABEL_MODEL = LABEL_PREFIX + "model-id"
-LABEL_PORT = LABEL_PREFIX + "port"
-LABEL_BIND = LABEL_PREFIX + "bind"
-LABEL_UPSTREAM = LABEL_PREFIX + "upstream"  # gateway -> its bento container's name
-LABEL_DEPLOY_ID = LABEL_PREFIX + "deploy-id"
-LABEL_DEPLOYED_AT = LABEL_PREFIX + "deployed-at"
 
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL for a gateway
