@@ -117,6 +117,10 @@ class Deployment(Record):
     server_container: str = ""
     front_door: str = "gateway"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The deploy result's dict (what deploy/switch.py's callers used before the record)."""
+        return as_result(self)
+
 
 class RegisteredModel(Record):
     """The registered model version a models:/ RUN_ID named (a result carries it only then)."""

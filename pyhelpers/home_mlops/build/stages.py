@@ -114,4 +114,4 @@ def deploy_stage(params: JobParams, resolved: ResolvedModel, *, settings) -> Dep
     smoke = {"dataframe_records": resolved.input_example} if resolved.input_example else None
     release = Release(params.app, resolved.experiment_id, resolved.run_id, resolved.model_id or "",
                       refs["bento"], refs["gateway"], smoke, refs["server"])
-    return Deployment(**deploy(release, settings, registry_auth=auth_for(refs[roles[0]])).to_dict())
+    return deploy(release, settings, registry_auth=auth_for(refs[roles[0]]))

@@ -37,7 +37,6 @@ abort - removes only the new containers: the old pair never stopped serving
 """
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import signal
 import threading
@@ -57,6 +56,7 @@ from home_mlops.deploy.specs import (
     SPECS, STOP_TIMEOUT, Release, Slot, bento_spec, compose_services, front_door, public_url,
 )
 from home_mlops.deploy.status import status
+from home_mlops.records import Deployment
 from home_mlops.errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailable
 from home_mlops.params import validate_app
 from home_mlops.platform.host import docker_client, enable_reuseport_migration
@@ -73,32 +73,8 @@ class DeployInterrupted(DeployFailed):
     """SIGTERM/SIGINT during a deploy: the new containers were removed, the old pair serves."""
 
 
-@dataclass
-class DeployResult:
-    app: str
-    run_id: str
-    url: str
-    local_url: str
-    port: int
-    bind: str
-    bento_image: str
-    gateway_image: str
-    bento_container: str
-    gateway_container: str
-    previous_run_id: str | None
-    switch_seconds: float
-    compose_file: str
-    experiment_id: str = ""
-    model_id: str = ""
-    bento_port: int = 0
-    deploy_seconds: float = 0.0
-    serving: str = "bento+gateway"
-    server_image: str = ""
-    server_container: str = ""
-    front_door: str = "gateway"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+# What deploy and rollback return: the Deployment record (records.py), the deploy result's fields.
+DeployResult = Deployment
 
 
 @dataclass
