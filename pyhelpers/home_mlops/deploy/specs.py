@@ -31,21 +31,18 @@ DEPLOY_ID_ENV = "HOME_MLOPS_DEPLOY_ID"  # the gateway answers it in X-Home-Mlops
 GATEWAY_MEMORY = "512m"
 GATEWAY_CPUS = 1.0
 
-_BENTO_HEALTH_CODE = (
-    "import os,urllib.request;"
-    "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
-    "'http://127.0.0.1:%s/readyz' % os.environ.get('BENTOML_PORT','3000'), timeout=3)"
-)
-_SERVER_HEALTH_CODE = (
-    "import os,urllib.request;"
-    "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
-    "'http://127.0.0.1:%s/readyz' % os.environ.get('HOME_MLOPS_GATEWAY_PORT','8000'), timeout=3)"
-)
-_GATEWAY_HEALTH_CODE = (
-    "import os,urllib.request;"
-    "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
-    "'http://127.0.0.1:%s/healthz' % os.environ.get('HOME_MLOPS_GATEWAY_PORT','8000'), timeout=3)"
-)
+
+def _health_code(path: str, port_env: str, default_port: int) -> str:
+    """The container's own health check: a GET of ``path`` on its port (from ``port_env``) through
+    127.0.0.1, no proxy (the image's environment may name one), in the image's python3."""
+    return ("import os,urllib.request;"
+            "urllib.request.build_opener(urllib.request.ProxyHandler({})).open("
+            f"'http://127.0.0.1:%s{path}' % os.environ.get('{port_env}','{default_port}'), timeout=3)")
+
+
+_BENTO_HEALTH_CODE = _health_code("/readyz", "BENTOML_PORT", 3000)
+_SERVER_HEALTH_CODE = _health_code("/readyz", "HOME_MLOPS_GATEWAY_PORT", 8000)
+_GATEWAY_HEALTH_CODE = _health_code("/healthz", "HOME_MLOPS_GATEWAY_PORT", 8000)
 
 
 @dataclass(frozen=True)
