@@ -116,7 +116,7 @@ def after_deploy(app: str, target: "Target | None", result: dict, alias: str = "
     if target is None:
         _nas_only()
         return
-    write(target, {"deploy.app": app, "deploy.url": result.get("url", ""), "deploy.target": "docker",
+    write(target, {"deploy.app": app, "deploy.url": result.get("url", ""), "deploy.target": result.get("target", "docker"),
                    "deploy.time": state.now_iso(), "deploy.status": "deployed"})
     previous_version = ""
     if alias and target.model_name:
