@@ -30,31 +30,34 @@ S3_ENV = {
 }
 
 
+def start_moto(port: int, log_path: Path, **server_env: str) -> subprocess.Popen:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.skip(f"port {port} (this test's S3 server) is taken by another process")
+    log = log_path.open("w")
+    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, **server_env})
+    log.close()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_process_group(proc, timeout=10)
+                pytest.skip(f"moto_server did not start: {log_path.read_text()[-1500:]}")
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
     """moto_server on 127.0.0.1:PORT; the process environment points MLflow and boto3 at it."""
     pytest.importorskip("boto3", reason="the s3 extra is not installed (pip install -e '.[s3]')")
     if not MOTO.exists():
         pytest.skip(f"{MOTO} is not installed (pip install 'moto[server]', part of the dev extra)")
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", PORT)) == 0:
-            pytest.skip(f"port {PORT} (this test's S3 server) is taken by another process")
-    log_path = tmp_path_factory.mktemp("s3") / "moto.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(PORT)],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_moto(PORT, tmp_path_factory.mktemp("s3") / "moto.log")
     endpoint = f"http://127.0.0.1:{PORT}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                stop_process_group(proc, timeout=10)
-                pytest.skip(f"moto_server did not start: {log_path.read_text()[-1500:]}")
-            time.sleep(0.2)
     settings = {**S3_ENV, "MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL": endpoint}
     old = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
@@ -67,7 +70,6 @@ def s3_server(tmp_path_factory):
             else:
                 os.environ[key] = value
         stop_process_group(proc, timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,26 +141,6 @@ def test_s3_missing_bucket(s3_server, s3_run, state, tmp_path):
                       "--nas", "s3://hmt-s-no-such-bucket/mlruns")
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "hmt-s-no-such-bucket" in flat(proc.stderr) and "Traceback" not in proc.stderr
-
-
-def start_moto(port: int, log_path: Path, **server_env: str) -> subprocess.Popen:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) == 0:
-            pytest.skip(f"port {port} (this test's S3 server) is taken by another process")
-    log = log_path.open("w")
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, **server_env})
-    log.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop_process_group(proc, timeout=10)
-                pytest.skip(f"moto_server did not start: {log_path.read_text()[-1500:]}")
-            time.sleep(0.2)
 
 
 @pytest.mark.timeout(600)
