@@ -12,7 +12,9 @@ from home_mlops.build.wheels import fetch_wheels, image_requirements, lock
 
 
 def render_dockerfile(app: str, base_image: str, model_tag: str) -> str:
-    return render("bento.Dockerfile.j2", dict(app=app, base_image=base_image, model_tag=model_tag))
+    from home_mlops.build.gateway_context import RUNTIME_UID  # the front doors' uid (see the template)
+
+    return render("bento.Dockerfile.j2", dict(app=app, base_image=base_image, model_tag=model_tag, uid=RUNTIME_UID))
 
 
 def lock_text(requirements: list[str], pinned: list[str]) -> str:
