@@ -204,3 +204,25 @@ def test_importing_the_package_changes_no_environment_variable():
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["changed"] == [], report
     assert len(report["failed"]) < 5, report["failed"]  # the walk really imported the package
+
+
+def test_front_door_defaults_are_the_declared_ones(monkeypatch):
+    """The gateway image reads its own names (no env.py there): its defaults must be the documented ones."""
+    import os
+
+    from home_mlops.gateway.settings import Settings
+
+    for name in list(os.environ):
+        if name.startswith("HOME_MLOPS_"):
+            monkeypatch.delenv(name)
+    read = Settings.from_env()
+    assert {
+        env.UPSTREAM_URL: read.upstream_url, env.UPSTREAM_TIMEOUT: read.timeout,
+        env.UPSTREAM_CONNECT_TIMEOUT: read.connect_timeout, env.UPSTREAM_MAX_CONNECTIONS: read.max_connections,
+        env.UPSTREAM_KEEPALIVE_SECONDS: read.keepalive_seconds, env.MAX_BODY_BYTES: read.max_body_bytes,
+        env.MAX_ROWS: read.max_rows, env.MAX_DEPTH: read.max_depth, env.MAX_IN_FLIGHT: read.max_in_flight,
+        env.MAX_QUEUE: read.max_queue, env.QUEUE_TIMEOUT: read.queue_timeout,
+    } == {var: var.default for var in (
+        env.UPSTREAM_URL, env.UPSTREAM_TIMEOUT, env.UPSTREAM_CONNECT_TIMEOUT, env.UPSTREAM_MAX_CONNECTIONS,
+        env.UPSTREAM_KEEPALIVE_SECONDS, env.MAX_BODY_BYTES, env.MAX_ROWS, env.MAX_DEPTH, env.MAX_IN_FLIGHT,
+        env.MAX_QUEUE, env.QUEUE_TIMEOUT)}
