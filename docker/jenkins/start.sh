@@ -59,7 +59,8 @@ die() { echo "start.sh: $*" >&2; exit "${code:-1}"; }
 # wheel cache (home_mlops.build.wheels.wheel_cache, filled with this host's pip settings
 # the first time, offline afterwards), like the model images.
 helper_wheels() {
-    local dest="$1" cache helper_wheel src fetched
+    # the extras the image installs (docker/jenkins/Dockerfile): a job's NAS may be gs:// or s3://
+    local dest="$1" cache helper_wheel src fetched EXTRAS="[gcs,s3]"
     cache="$(PYTHONPATH="$repo/pyhelpers" "$python" -c 'from home_mlops.build.wheels import wheel_cache; print(wheel_cache())')"
     echo "> helper wheels (cache $cache)" >&2
     # built from a copy: setuptools builds in-tree (build/, *.egg-info) and the checkout stays clean
@@ -72,17 +73,17 @@ helper_wheels() {
     # pip wheel, not download: a dependency published only as an sdist (multi-key-dict,
     # python-jenkins') is built into a wheel once, here, so the image installs offline.
     if ! "$python" -m pip wheel --quiet --no-index --find-links "$cache" --find-links "$dest" \
-            -w "$dest" "$helper_wheel" >/dev/null 2>&1; then
+            -w "$dest" "$helper_wheel$EXTRAS" >/dev/null 2>&1; then
         # fetched into a fresh folder, then only the dependencies go to the cache: the helper's
         # own wheel keeps its version across edits, and a stale copy in a folder pip writes to
         # would be taken for "already downloaded"
         fetched="$(mktemp -d)"
-        "$python" -m pip wheel --quiet --find-links "$cache" --find-links "$dest" -w "$fetched" "$helper_wheel" >&2 \
+        "$python" -m pip wheel --quiet --find-links "$cache" --find-links "$dest" -w "$fetched" "$helper_wheel$EXTRAS" >&2 \
             || code=7 die "could not fetch the helper's dependencies into the wheel cache $cache (pip settings of this host)"
         find "$fetched" -name '*.whl' ! -name 'home_mlops-*' -exec cp -n {} "$cache/" \;
         rm -rf "$fetched"
         "$python" -m pip wheel --quiet --no-index --find-links "$cache" --find-links "$dest" \
-            -w "$dest" "$helper_wheel" >&2 || code=4 die "the wheel cache $cache lacks the helper's dependencies"
+            -w "$dest" "$helper_wheel$EXTRAS" >&2 || code=4 die "the wheel cache $cache lacks the helper's dependencies"
     fi
 }
 
