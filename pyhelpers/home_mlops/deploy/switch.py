@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from home_mlops import console
+from home_mlops.error_kinds import Kind, classify
 from home_mlops.deploy import state
 from home_mlops.deploy.app_settings import SERVING_ROLES, DeploySettings
 from home_mlops.deploy.ports import check_public_port, free_port, pick_private_port
@@ -87,6 +88,9 @@ class _Started:
 # --------------------------------------------------------------------------- images
 
 
+_REFUSED_LOGIN = ("unauthorized", "no basic auth", "authentication required")
+
+
 def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
     """The local image id of ``ref``; pulled from its registry when it is not here."""
     import docker.errors
@@ -106,14 +110,15 @@ def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
         return image.id
     except docker.errors.APIError as exc:
         text = scrub(str(exc.explanation or exc), [(auth or {}).get("password", "")])
-        lowered = text.lower()
-        if exc.status_code == 404 or "not found" in lowered or "manifest unknown" in lowered or "name unknown" in lowered:
+        if classify(exc) is Kind.NOT_FOUND:  # the daemon passes the registry's 404 on (manifest/name unknown)
             raise NotFound(
                 f"image {ref} is neither on this host nor in its registry",
                 "an image built and pushed by `home-mlops bento-build` / `fastapi-build` for this run",
                 "run the build steps for this run first (or check AR_NAME and the run id)",
             ) from None
-        if "unauthorized" in lowered or "no basic auth" in lowered or "authentication required" in lowered:
+        # A refused login reaches us as HTTP 500 from the daemon (seen: "no basic auth credentials",
+        # "unauthorized: authentication required"): its registry error text is the only sign there is.
+        if any(sign in text.lower() for sign in _REFUSED_LOGIN):
             raise Unavailable(
                 f"the registry refused the credentials while pulling {ref}",
                 "valid REGISTRY_USER / REGISTRY_PASSWORD (or a docker login) for the registry",
