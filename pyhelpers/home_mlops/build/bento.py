@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from home_mlops import console, output, settings
+from home_mlops import console, env, output, settings
 from home_mlops.errors import BuildFailed
 from home_mlops.resolve.resolver import ResolvedModel
 
@@ -155,7 +155,8 @@ def build_bento(source: BentoSource, version: str):
         except BentoNotFound:
             pass
         console.step(f"bentoml build ({name}:{version})")
-        os.environ["HOME_MLOPS_MODEL_TAG"] = source.model_tag
+        # the service module (build/templates/service.py) reads it when bentoml imports it to build
+        os.environ[env.MODEL_TAG.name] = source.model_tag
         try:
             with output.tool_logs("bentoml", "bentoml"):
                 return bentoml.bentos.build_bentofile(
