@@ -243,3 +243,36 @@ def test_fastapi_build_from_a_resolve_result_needs_no_tracking_server(store, tmp
     finally:
         if made:  # this test's own tag (app hmt-r-from)
             client.images.remove(made, noprune=False)
+
+
+def test_from_uses_the_description_resolve_kept_and_imports_no_mlflow(store):
+    """Describing again reads MLmodel through MLflow (seconds of imports in a new process); --from uses
+    the record resolve kept beside the cache for that content, and only for that content."""
+    import subprocess
+    import sys
+
+    from home_mlops.resolve import described
+    from home_mlops.resolve.cache import ModelCache
+
+    run, env, out = store
+    found = from_file.load(str(out))
+    entry = Path(found.resolved.local_path).name
+    assert described.recall(entry, found.resolved.content_digest) == Resolved.model_validate_json(out.read_text())
+    assert described.recall(entry, "0" * 64) is None  # kept for other content: not used
+    code = ("import sys, home_mlops.cli.app\n"
+            "from home_mlops.cli.build import resolve_run\n"
+            "from home_mlops.params import JobParams\n"
+            "from home_mlops.resolve import earlier\n"
+            f"e = earlier.load({str(out)!r})\n"
+            f"p = JobParams.parse(app='hmt-r-from', experiment_id={run.experiment_id!r}, run_id={run.run_id!r})\n"
+            f"r = resolve_run(p, {DEAD_TRACKING!r}, None, None, e)\n"
+            "print(r.cache_hit, 'mlflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["True", "False"]
+    # A kept description that no longer matches the file's identity is not used: read from the files again.
+    memo = ModelCache().root.parent / "described" / f"{entry}.json"
+    kept = json.loads(memo.read_text())
+    memo.write_text(json.dumps({**kept, "run_id": OTHER_RUN, "signature": {"inputs": "forged"}}))
+    again = cli_resolve_run(found, run, DEAD_TRACKING)
+    assert again.run_id == run.run_id and again.signature == found.resolved.signature

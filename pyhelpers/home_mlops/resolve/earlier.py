@@ -9,9 +9,10 @@ like any other (it sits in a workspace anyone with job access can write), so:
 - the job parameters that are given must name the same app, experiment and run (exit 2 naming
   both); the ones not given are taken from the file;
 - nothing but identity is taken from it: the model folder must be an entry of this machine's
-  cache, its files are hashed again against the manifest (as every cache hit is) and its
-  MLmodel, signature, example and requirements are read again from those files. An entry that
-  is gone or changed is resolved again, and must come back with the same content digest.
+  cache, its files are hashed again against the manifest (as every cache hit is), and its
+  description (signature, example, requirements) is the one resolve kept beside the cache for
+  that content (resolve/described.py), else read again from those files. An entry that is gone
+  or changed is resolved again, and must come back with the same content digest.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from home_mlops.errors import BadInput
 from home_mlops.params import JobParams, ModelRef, validate_app
 from home_mlops.records import RegisteredModel, Resolved
 from home_mlops.resolve.cache import ModelCache, _safe_key
+from home_mlops.resolve.described import recall
 
 # A result file is a few kB; the input example makes it larger, never this large.
 MAX_BYTES = 16 * 1024 * 1024
@@ -174,8 +176,14 @@ def reopen(earlier: Earlier, cache: ModelCache | None = None) -> Resolved | None
                              resolved.model_id, resolved.model_name)
     if location.model_uri != manifest.get("model_uri") or location.model_uri != resolved.model_uri:
         return None
-    found = describe(cache.entry(local.name), location, source=resolved.source,
-                     content_digest=resolved.content_digest, cache_hit=True)
+    # The description resolve kept for this content (no MLflow import), else read from the files again.
+    kept = recall(local.name, resolved.content_digest, cache)
+    if kept is not None and (kept.experiment_id, kept.run_id, kept.model_uri, kept.source) == (
+            resolved.experiment_id, resolved.run_id, resolved.model_uri, resolved.source):
+        found = kept.model_copy(update={"cache_hit": True})
+    else:
+        found = describe(cache.entry(local.name), location, source=resolved.source,
+                         content_digest=resolved.content_digest, cache_hit=True)
     console.ok(f"run {resolved.run_id} from {earlier.path}: model {resolved.model_uri} in the cache (hashes verified)")
     return found
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from home_mlops import console, settings
 from home_mlops.resolve.cache import ModelCache, source_key
+from home_mlops.resolve.described import remember
 from home_mlops.errors import BadInput, NotFound
 from home_mlops.resolve.mlflow_errors import translate_errors
 from home_mlops.params import JobParams, ModelRef
@@ -160,8 +161,9 @@ def resolve(
             lambda dst: finder.download(location, dst),
             {"model_uri": location.model_uri, "artifact_uri": location.artifact_uri, "source": source},
         )
-    return describe(cache.entry(key), location, source="nas" if nas else "tracking",
-                    content_digest=manifest["content_digest"], cache_hit=hit)
+    resolved = describe(cache.entry(key), location, source="nas" if nas else "tracking",
+                        content_digest=manifest["content_digest"], cache_hit=hit)
+    return remember(resolved, cache)  # a later stage's --from reads it instead of describing again
 
 
 def describe(local: Path, location: ModelLocation, *, source: str, content_digest: str, cache_hit: bool) -> Resolved:
