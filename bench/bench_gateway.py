@@ -24,7 +24,9 @@ and stops everything it started.
 from git revision REV and from the working tree, side by side in front of the
 same stand-in model server (a thread answering one 0 per row), timed in
 alternating blocks by the same client: p50 for a 1-row record and for a
-10 000-row ``dataframe_records`` body (about 1 MB). No Docker, no training.
+10 000-row ``dataframe_records`` body (about 1 MB), and the gateway process's own
+CPU time per request (from /proc: far steadier than wall time on a busy machine).
+No Docker, no training.
 
     .venv/bin/python bench/bench_gateway.py --checks 002e464 [--requests 500]
 """
@@ -195,6 +197,12 @@ def _stand_in_model_server():
     return server
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc; the clock ticks of its stat line)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def checks_ab(rev: str, requests: int, warmup: int) -> dict:
     """p50 of the gateway at ``rev`` and in the working tree, for a 1-row and a 10 000-row body."""
     sys.path.insert(0, str(ROOT / "pyhelpers"))
@@ -236,11 +244,21 @@ def checks_ab(rev: str, requests: int, warmup: int) -> dict:
             for label, body in bodies.items():
                 n = requests if label == "1 row" else max(10, requests // 10)
                 times: dict[str, list[float]] = {v: [] for v in urls}
+                cpu: dict[str, list[float]] = {v: [] for v in urls}
                 for _ in range(5):  # alternating blocks: background load hits both alike
                     for variant, url in urls.items():
-                        times[variant].append(latency(url + "/predict", body, max(1, warmup // 5), n // 5)["p50_ms"])
+                        before = _cpu_seconds(procs[variant].pid)
+                        block = n // 5
+                        times[variant].append(latency(url + "/predict", body, max(1, warmup // 5), block)["p50_ms"])
+                        cpu[variant].append((_cpu_seconds(procs[variant].pid) - before) * 1000
+                                            / (block + max(1, warmup // 5)))
                 res[label] = {v: round(statistics.median(t), 3) for v, t in times.items()}  # median of block p50s
                 res[label]["ratio"] = round(res[label]["working tree"] / res[label][rev], 3)
+                # the gateway process's own CPU per request: what the hop costs, unlike wall time
+                # barely moved by other processes on a busy machine
+                res[label]["cpu_ms_per_request"] = {v: round(statistics.median(c), 3) for v, c in cpu.items()}
+                res[label]["cpu_ratio"] = round(res[label]["cpu_ms_per_request"]["working tree"]
+                                                / res[label]["cpu_ms_per_request"][rev], 3)
             return res
         finally:
             for proc in procs.values():
