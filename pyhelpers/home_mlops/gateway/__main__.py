@@ -86,7 +86,10 @@ def build_app():
 
 
 def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
-    """A listening TCP socket with SO_REUSEADDR + SO_REUSEPORT set before bind."""
+    """A bound TCP socket with SO_REUSEADDR + SO_REUSEPORT set before bind, *not yet listening*:
+    uvicorn listens on it (``backlog``: its config's) only after the app's startup (the model load
+    in the standalone server), so a new front door joins the port's SO_REUSEPORT group once it can
+    answer; until then the old one gets every connection (seen: a 10 s client time-out otherwise)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP
     # (without it every response stalls ~40 ms on Nagle + delayed ACK)
@@ -97,7 +100,6 @@ def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
         if family == socket.AF_INET6 and host in ("::", ""):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((host, port))
-        sock.listen(backlog)
         sock.set_inheritable(True)
     except BaseException:
         sock.close()
