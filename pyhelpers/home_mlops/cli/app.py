@@ -14,6 +14,7 @@ import typer
 
 from home_mlops import console, env, output
 from home_mlops.errors import ExitCode, HomeMlopsError
+from home_mlops.extras import missing_dependency
 from home_mlops.params import JobParams
 from home_mlops.results import error_log_tail, failure_text, summary_text, write_json
 
@@ -45,7 +46,7 @@ def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, A
     output.settings().failed_stage = ""
     with output.stage(name):
         try:
-            result = body()
+            result = _missing_modules_named(name, body)
         except HomeMlopsError as exc:
             tail = error_log_tail(exc)
             console.error(exc)
@@ -69,6 +70,17 @@ def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, A
         result = {"command": name, "ok": True, **result, "summary": summary, "seconds": seconds}
         _print_summary(summary, seconds)
     write_json(json_path, result)
+
+
+def _missing_modules_named(name: str, body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A module an extra (or the model) needs and this install lacks is the user's to fix: exit 2
+    naming the extra, not a bug's exit 1. A missing module of home-mlops itself stays a bug."""
+    try:
+        return body()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "home_mlops":
+            raise
+        raise missing_dependency(exc, f"home-mlops {name}") from None
 
 
 def _print_summary(summary: str, seconds: float) -> None:
