@@ -113,6 +113,17 @@ def trained_run(shared_state):
     return make
 
 
+@pytest.fixture(scope="session")
+def local_sqlite_store(tmp_path_factory):
+    """The resolve tests' MLflow store (sqlite + artifacts: MLflow 3 and 2 layouts, two models in one
+    run, a run without a model; tests/resolve/test_resolve_nas.build_store), logged once per session
+    for test_resolve_nas, test_cache and test_resolve_tracking. A test that changes it puts it back
+    in a finally, or works on a copy (copy_store)."""
+    from test_resolve_nas import local_store  # tests/resolve is on sys.path once its tests are collected
+
+    return local_store(tmp_path_factory.mktemp("local-store"))
+
+
 @dataclass
 class LocalPlatform:
     registry: str

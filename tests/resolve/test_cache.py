@@ -13,12 +13,12 @@ import pytest
 
 from conftest import CLI, cli_env
 from home_mlops.resolve.cache import MANIFEST, ModelCache, content_digest, file_digests, source_key
-from test_resolve_nas import UNREACHABLE, local_store, resolve
+from test_resolve_nas import UNREACHABLE, resolve
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return local_store(tmp_path_factory.mktemp("cache-store"))
+def store(local_sqlite_store):
+    return local_sqlite_store  # logged once per session (conftest.py)
 
 
 def sha256(path: Path) -> str:

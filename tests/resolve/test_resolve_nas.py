@@ -126,8 +126,8 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Store:
-    return local_store(tmp_path_factory.mktemp("nas-store"))
+def store(local_sqlite_store) -> Store:
+    return local_sqlite_store  # logged once per session (conftest.py)
 
 
 def nas_env(state: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, ROOT, cli_env, stop_process_group
-from test_resolve_nas import build_store, flat, local_store, resolve
+from test_resolve_nas import build_store, flat, resolve
 
 
 def free_port() -> int:
@@ -62,8 +62,8 @@ def server_store(server, tmp_path_factory) -> "object":
 
 
 @pytest.fixture(scope="module")
-def sqlite_store(tmp_path_factory):
-    return local_store(tmp_path_factory.mktemp("sqlite-store"))
+def sqlite_store(local_sqlite_store):
+    return local_sqlite_store  # logged once per session (conftest.py)
 
 
 # --------------------------------------------------------------------------- through the server
