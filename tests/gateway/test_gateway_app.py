@@ -770,6 +770,7 @@ def test_unexpected_error_answers_request_id_not_traceback(upstream, caplog, mon
     body = resp.json()
     assert body["error_class"] == "RuntimeError" and len(body["request_id"]) == 16
     assert resp.headers["x-home-mlops-deploy-id"] == "d-500"
+    assert resp.headers["server-timing"].startswith("parse;dur=")  # on this answer too
     assert "secret" not in resp.text and "Traceback" not in resp.text
     assert body["request_id"] in caplog.text and "/secret/path/model.pkl" in caplog.text
 

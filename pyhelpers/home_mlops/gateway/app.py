@@ -40,7 +40,7 @@ from .columns import ColumnValidator
 from .docs import add_docs_routes
 from .envelope import MISSING, RawColumns, Shape, read_columns
 from .errors import InputError
-from .front import Front, json_response
+from .front import Front, json_response, timing_of
 from .metrics import FrontDoorMiddleware, Metrics
 from .openapi import build_record_model
 from .overload import Admission
@@ -109,7 +109,7 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None, backend: Back
                      if settings.deploy_id else None)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> Response:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         # never a traceback or a path to the client: the detail is in the log under this id
         request_id = uuid.uuid4().hex[:16]
         log.error("unexpected error (request id %s)", request_id, exc_info=exc)
@@ -117,6 +117,7 @@ def create_app(spec: GatewaySpec, upstream_url: str | None = None, backend: Back
                               "error_class": type(exc).__name__}, 500)
         if settings.deploy_id:  # Starlette answers this one outside every middleware
             resp.headers[DEPLOY_ID_HEADER] = settings.deploy_id
+        resp.headers["Server-Timing"] = timing_of(request).header()
         return resp
 
     add_predict_route(app, front, record_model)
