@@ -4,7 +4,7 @@ harness in real-shell mode, so `sh` runs the real `home-mlops bento-build`,
 registry; the chain ends with a working POST /predict on the app's port, then
 the undeploy job's step removes it.
 
-The app and its port are this test's own (hmt-a-chain on 18101, as the job's
+The app and its port are this test's own (hmt-j2-chain on 19500, as the job's
 environment would set them from jobs/projects.yaml), with its own deploy state
 folder: it never replaces a real deployment.
 Fixtures `trained_run` and `local_platform` come from tests/conftest.py.
@@ -42,8 +42,8 @@ import runner  # noqa: E402
 from runner import VENV_BIN, calls  # noqa: E402
 
 TRAINED_APP = "tabular-iris-multi-classifier"
-APP = "hmt-a-chain"
-PORT = 18101
+APP = "hmt-j2-chain"
+PORT = 19500
 IRIS = [
     {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4, "petal width (cm)": 0.2},
     {"sepal length (cm)": 6.7, "sepal width (cm)": 3.0, "petal length (cm)": 5.2, "petal width (cm)": 2.3},
@@ -69,6 +69,8 @@ def test_jenkinsfile_chain_ends_with_a_working_predict(tmp_path, trained_run, lo
     env["MLFLOW_TRACKING_URI"] = run.tracking_uri
     # what the job's EnvInject property sets from jobs/projects.yaml; its own deploy state
     env["HOME_MLOPS_PORT"] = str(PORT)
+    # not a timing test: a loaded machine (the suite runs in parallel) may take minutes to start the bento
+    env["HOME_MLOPS_READY_TIMEOUT"] = "900"
     env["HOME_MLOPS_PLATFORM_DIR"] = str(tmp_path / "platform")
     params = {
         "APP_NAME": APP,
@@ -103,6 +105,10 @@ def _check_chain(record: dict, workspace: Path, run, local_platform, httpx) -> N
     logs = "\n".join(f"--- {c['args'][0]['script']} -> {c['status']}\n{c.get('stderr', '')[-3000:]}" for c in shs)
     assert record["result"] == "SUCCESS", f"{record['failure']}\n{logs}"
     assert [c["status"] for c in shs] == [0, 0, 0]
+    # resolved once: fastapi-build and deploy start from the previous stage's result file
+    assert [c["env"].get("HOME_MLOPS_FROM") for c in shs] == [None, "home-mlops-bento.json", "home-mlops-gateway.json"]
+    # the second milestone is passed holding the port lock, right before the deploy
+    assert [m["locks"] for m in calls(record, "milestone")] == [[], [f"home-mlops-port-{PORT}"]]
     assert [c["locks"] for c in shs] == [[], [], [f"home-mlops-port-{PORT}"]]
     # the platform registry's host is mapped by default: its credentials are bound, and only as env
     assert [c["args"][0]["credentialsId"] for c in calls(record, "usernamePassword")] == ["home-mlops-registry"] * 3
