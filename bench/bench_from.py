@@ -179,12 +179,16 @@ def main() -> None:
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        if image:
+        if image:  # this benchmark's own tag (app hmt-r-bench)
             import docker
 
             docker.from_env().images.remove(image)
+        os.killpg(server.pid, 15)  # the server and its workers (their own session)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

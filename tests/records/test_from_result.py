@@ -235,6 +235,10 @@ def test_fastapi_build_from_a_resolve_result_needs_no_tracking_server(store, tmp
         resolved = json.loads(out.read_text())
         assert built["resolved"]["content_digest"] == resolved["content_digest"] and built["resolved"]["cache_hit"]
         assert built["tag"] == f"{run.run_id[:12]}-{resolved['content_digest'][:8]}"
+        jsonschema = pytest.importorskip("jsonschema")  # the real results hold to the published schemas
+        schemas = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+        jsonschema.validate(resolved, json.loads((schemas / "resolve.schema.json").read_text()))
+        jsonschema.validate(built, json.loads((schemas / "fastapi-build.schema.json").read_text()))
         # A build result is a start too (the Jenkinsfile hands each stage the previous one's file).
         proc = run_cli(["fastapi-build", "--from", str(first), "--no-push", "--json", str(second)], env)
         assert proc.returncode == 0, proc.stderr[-4000:]
