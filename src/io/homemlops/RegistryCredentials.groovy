@@ -25,7 +25,7 @@ class RegistryCredentials implements Serializable {
 
     /**
      * The registry host of an image reference, as the Python side computes it
-     * (home_mlops.trust.registry_host, Docker's rule): the first path component is a
+     * (home_mlops.build.trust.registry_host, Docker's rule): the first path component is a
      * host when it contains '.' or ':', is 'localhost' or has capitals; otherwise
      * the image is on docker.io. Lowercased; index.docker.io is docker.io.
      */
