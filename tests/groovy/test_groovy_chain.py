@@ -127,7 +127,7 @@ def _check_chain(record: dict, workspace: Path, run, local_platform, httpx) -> N
     assert deploy["local_url"] == f"http://127.0.0.1:{PORT}"
     assert deploy["url"].startswith("http://") and deploy["url"].endswith(f":{PORT}")
     assert "127.0.0.1" not in deploy["url"]
-    assert record["description"].splitlines() == [
+    assert record["description"].split("<br>\n") == [
         f"bento: {bento['image']} ({bento['digest']})",
         f"gateway: {gateway['image']} ({gateway['digest']})",
         f"deploy: {deploy['url']} (run {run.run_id})",

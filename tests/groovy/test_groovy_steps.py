@@ -471,7 +471,7 @@ def test_pipeline_stage_order_archive_description_and_summary(rec):
     (archive,) = calls(r, "archiveArtifacts")
     assert archive["files"] == ["home-mlops-bento.json", "home-mlops-deploy.json", "home-mlops-gateway.json"]
     reg = "127.0.0.1:5000/home-mlops"
-    assert r["description"] == "\n".join([
+    assert r["description"] == "<br>\n".join([
         f"bento: {reg}/{APP}-bento:r-0123456789ab (sha256:{'b' * 64})",
         f"gateway: {reg}/{APP}-gateway:r-0123456789ab (sha256:{'g' * 64})",
         f"deploy: http://{DEPLOY_HOST}:8000 (run {RUN_ID})",
@@ -504,7 +504,7 @@ def test_failing_stage_stops_later_stages_and_reports_reason(rec, status):
     assert failure_echo.startswith(f"home-mlops: FAILED in stage '{stage}'")
     assert message in failure_echo
     label = {4: "bento", 5: "gateway", 6: "deploy"}[status]
-    assert r["description"].splitlines()[-1] == f"{label}: FAILED (exit {status})"
+    assert r["description"].split("<br>\n")[-1] == f"{label}: FAILED (exit {status})"
 
 
 def test_failure_without_result_file_says_so(rec):

@@ -498,3 +498,13 @@ def test_module_is_import_light():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_description_html_reads_back_as_the_summary_lines():
+    """The library writes the description as escaped HTML lines joined by <br> (Safe HTML
+    formatter); the CLI shows them as the text lines they were, control characters as '?'."""
+    from home_mlops.jenkins.follow import description_lines
+
+    html = "bento: r/a-bento:t (sha256:1)<br>\ngateway: a &lt;b&gt; &amp; c<br>\ndeploy: \x1b[31mx"
+    assert description_lines(html) == ["bento: r/a-bento:t (sha256:1)", "gateway: a <b> & c", "deploy: ?[31mx"]
+    assert description_lines(None) == []

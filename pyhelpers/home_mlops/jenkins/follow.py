@@ -11,7 +11,9 @@
 """
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,9 +134,17 @@ def exit_code(result: str, results: list[dict[str, Any]]) -> ExitCode:
     return ExitCode.BUILD_FAILED
 
 
+def description_lines(text: Any) -> list[str]:
+    """A build description as text lines: the library writes HTML (escaped lines joined by
+    <br>, for the Safe HTML formatter); control characters show as '?' (text from Jenkins)."""
+    plain = html.unescape(re.sub(r"<br\s*/?>", "\n", str(text or ""), flags=re.I))
+    return ["".join(ch if ch.isprintable() else "?" for ch in line.strip())
+            for line in plain.splitlines() if line.strip()]
+
+
 def _last_line(text: Any) -> str:
-    lines = [line for line in str(text or "").splitlines() if line.strip()]
-    return "".join(ch if ch.isprintable() else "?" for ch in lines[-1])[:300] if lines else ""
+    lines = description_lines(text)
+    return lines[-1][:300] if lines else ""
 
 
 def trigger_and_follow(config: JenkinsConfig, job: str, parameters: dict[str, str] | None, *,
@@ -168,6 +178,6 @@ def trigger_and_follow(config: JenkinsConfig, job: str, parameters: dict[str, st
             code=code,
         )
     say(f"ok {job} #{number} SUCCESS")
-    if info.get("description"):
-        say(str(info["description"]))
+    for line in description_lines(info.get("description")):
+        say(line)
     return code

@@ -22,7 +22,7 @@ from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unav
 from home_mlops.extras import require_installed
 from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, VIEW, JenkinsConfig, build_job, server as make_server,
                                        translate, undeploy_job)
-from home_mlops.jenkins.follow import trigger_and_follow
+from home_mlops.jenkins.follow import description_lines, trigger_and_follow
 from home_mlops.params import DEFAULT_REGISTRY, validate_app, validate_experiment_id, validate_nas, validate_registry, validate_run_id
 
 jenkins_app = typer.Typer(
@@ -219,8 +219,7 @@ def undeploy(
 # ----------------------------------------------------------------------- status
 def _plain(text: object) -> str:
     """A description on one line, control characters shown as '?' (it is text from Jenkins)."""
-    joined = "; ".join(line.strip() for line in str(text or "").splitlines() if line.strip())
-    return "".join(ch if ch.isprintable() else "?" for ch in joined)
+    return "; ".join(description_lines(text))
 
 
 def last_builds(client, apps: list[str]) -> list[tuple[str, str, str, str]]:

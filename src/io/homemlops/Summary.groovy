@@ -43,10 +43,20 @@ class Summary implements Serializable {
         return "${kind}: ${image ?: '(no image)'}${digest ? " (${digest})" : ''}".toString()
     }
 
+    /**
+     * The build description is HTML (the Safe HTML markup formatter, docker/jenkins/casc.yaml):
+     * each line is escaped and lines are joined with {@code <br>} so they show as lines.
+     */
     @NonCPS
     static String append(Object current, String line) {
         String before = current == null ? '' : current.toString()
-        return before ? "${before}\n${line}".toString() : line
+        String escaped = html(line)
+        return before ? "${before}<br>\n${escaped}".toString() : escaped
+    }
+
+    @NonCPS
+    static String html(String value) {
+        return (value ?: '').replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace('"', '&quot;')
     }
 
     /**
