@@ -83,17 +83,21 @@ def test_native_loader_predicts_like_pyfunc(app, trained_run, monkeypatch):
 
 
 class _Model:
-    """A stand-in model for the batching logic: records every call, fails on a negative x."""
+    """A stand-in model for the batching logic: records every call, fails on a negative x; with
+    ``hold`` its first call waits until the test opens ``gate`` (no timing in the test)."""
 
-    def __init__(self, seconds: float = 0.0):
+    def __init__(self, seconds: float = 0.0, hold: bool = False):
         self.calls: list[int] = []
         self.seconds = seconds
         self.gate = threading.Event()
+        if not hold:
+            self.gate.set()
 
     def run(self, frame, _params):
         import time
 
         self.calls.append(len(frame))
+        self.gate.wait(timeout=60)
         if self.seconds:
             time.sleep(self.seconds)
         if (frame["x"] < 0).any():
@@ -120,15 +124,25 @@ def _backend(model: _Model, **settings):
 def test_batching_merges_waiting_requests_and_isolates_a_failing_one():
     from home_mlops.gateway.backend import BackendError, Inputs, Timing
 
-    model = _Model(seconds=0.05)
+    model = _Model(hold=True)
     backend, start = _backend(model)
+
+    async def until(condition) -> None:
+        for _ in range(6000):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the backend never got there")
 
     async def scenario():
         await start()
         first = asyncio.ensure_future(backend.predict(Inputs({"x": [1.0]}, 1), Timing()))
-        await asyncio.sleep(0.01)  # the first request is in the model; these three queue behind it
+        await until(lambda: model.calls == [1])  # the first request is in the model (held there)
         timings = [Timing() for _ in range(3)]
-        rest = [backend.predict(Inputs({"x": [float(v)]}, 1), t) for v, t in zip((2, -1, 3), timings)]
+        rest = [asyncio.ensure_future(backend.predict(Inputs({"x": [float(v)]}, 1), t))
+                for v, t in zip((2, -1, 3), timings)]
+        await until(lambda: backend.rows_queued == 3)  # the three queue behind it
+        model.gate.set()
         results = await asyncio.gather(first, *rest, return_exceptions=True)
         await backend.shutdown()
         return results, timings
@@ -139,7 +153,7 @@ def test_batching_merges_waiting_requests_and_isolates_a_failing_one():
     assert set(results[2].extra) == {"request_id", "error_class"} and results[2].extra["error_class"] == "ValueError"
     # one call for the first request, one merged call for the three queued ones, then the retry per request
     assert model.calls[:2] == [1, 3] and sorted(model.calls[2:]) == [1, 1, 1]
-    assert all(t.seconds["queue"] > 0 and t.seconds["predict"] > 0 for t in timings)
+    assert all(t.seconds["queue"] > 0 and "predict" in t.seconds for t in timings)
 
 
 def test_overload_is_a_quick_503_with_retry_after():
