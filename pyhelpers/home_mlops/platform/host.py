@@ -22,9 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from home_mlops import console
+from home_mlops import console, readiness
 from home_mlops.errors import Unavailable
-from home_mlops.build.pip import clean_env
+from home_mlops.build.labels import LABEL_BASE_RECIPE
+from home_mlops.runner import clean_env
 
 BASE_IMAGE = "home-mlops/python-base:3.11"
 REGISTRY_ADDR = "127.0.0.1:5000"
@@ -32,7 +33,7 @@ REGISTRY_USER = "home-mlops"
 # libgomp1: the OpenMP runtime LightGBM and XGBoost wheels load (scikit-learn bundles its own).
 _BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,libgomp1"
 # Changing the recipe changes this label, and `platform up` rebuilds the image.
-BASE_RECIPE_LABEL = "io.homemlops.base-recipe"
+BASE_RECIPE_LABEL = LABEL_BASE_RECIPE
 BASE_RECIPE = hashlib.sha256(f"bookworm minbase {_BASE_PACKAGES}".encode()).hexdigest()[:16]
 
 
@@ -131,12 +132,8 @@ def registry_credentials() -> RegistryCredentials:
 
 
 def _registry_answers() -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://{REGISTRY_ADDR}/v2/", timeout=2).status_code in (200, 401)
-    except httpx.HTTPError:
-        return False
+    # 401: it answers and asks for the login it was configured with
+    return readiness.answers(f"http://{REGISTRY_ADDR}/v2/", ok=(200, 401))
 
 
 def ensure_registry() -> RegistryCredentials:
