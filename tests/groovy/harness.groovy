@@ -438,6 +438,10 @@ class Harness {
             r.record('usernamePassword', [a])
             return [$class: 'UsernamePasswordMultiBinding'] + a
         })
+        b.setVariable('file', { Map a ->
+            r.record('file', [a])
+            return [$class: 'FileBinding'] + a
+        })
         b.setVariable('withCredentials', { List bindings, Closure body ->
             r.record('withCredentials', [bindings])
             Map saved = new LinkedHashMap(r.env)
@@ -448,8 +452,13 @@ class Harness {
                     if (cred == null) {
                         throw new StepError("Could not find credentials entry with ID '${bnd.credentialsId}'")
                     }
-                    r.env[bnd.usernameVariable.toString()] = cred.user.toString()
-                    r.env[bnd.passwordVariable.toString()] = cred.password.toString()
+                    if (bnd.variable != null) {
+                        // file(credentialsId:, variable:): the variable holds the secret file's path
+                        r.env[bnd.variable.toString()] = cred.path.toString()
+                    } else {
+                        r.env[bnd.usernameVariable.toString()] = cred.user.toString()
+                        r.env[bnd.passwordVariable.toString()] = cred.password.toString()
+                    }
                 }
                 return body()
             } finally {

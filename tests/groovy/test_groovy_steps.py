@@ -32,8 +32,8 @@ DEPLOY_SETTINGS = {"port": "HOME_MLOPS_PORT", "bind": "HOME_MLOPS_BIND", "cpus":
 KNOWN = {
     "bentoBuild": sorted(COMMON_KNOWN + ["force", "push"]),
     "fastapiBuild": sorted(COMMON_KNOWN + ["force", "push"]),
-    "deployApp": sorted(COMMON_KNOWN + list(DEPLOY_SETTINGS) + ["milestone"]),
-    "undeployApp": sorted(["app", "ensureHelper", "helperPath", "helperSpec", "jsonFile", "port"]),
+    "deployApp": sorted(COMMON_KNOWN + list(DEPLOY_SETTINGS) + ["kubeconfigCredentials", "milestone"]),
+    "undeployApp": sorted(["app", "ensureHelper", "helperPath", "helperSpec", "jsonFile", "kubeconfigCredentials", "port"]),
 }
 UNDEPLOY_SCRIPT = 'rm -f -- "$HOME_MLOPS_JSON" && home-mlops undeploy --app="$APP_NAME" --json "$HOME_MLOPS_JSON"'
 APP_ENV = {"HOME_MLOPS_PORT": "8003", "HOME_MLOPS_CPUS": "0.5", "HOME_MLOPS_MEMORY": "1g",
@@ -124,6 +124,16 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
                                           "code": "return bentoBuild()"}
     undeploy_rule = {"match": " undeploy ", "status": 0,
                      "json": {"command": "undeploy", "ok": True, "app": APP, "removed": [f"{APP}-gateway", f"{APP}-bento"]}}
+    # a k8s deploy gets the Jenkins-wide kubeconfig credential as KUBECONFIG; a docker one never
+    kube = {"HOME_MLOPS_TARGET": "k8s", "HOME_MLOPS_KUBECONFIG_CREDENTIALS": "kube-creds"}
+    kube_creds = {"kube-creds": {"path": "/var/jenkins/secrets/kubeconfig-1"},
+                  "home-mlops-registry": {"user": "ci-user", "password": SECRET}}
+    s["deploy-k8s-kubeconfig"] = {"target": "code", "env": dict(env, **kube), "sh": {"rules": ok_rules()},
+                                  "code": "return deployApp()", "credentials": kube_creds}
+    s["undeploy-k8s-kubeconfig"] = {"target": "code", "env": dict(env, **kube), "credentials": kube_creds,
+                                    "sh": {"rules": [undeploy_rule]}, "code": "return undeployApp()"}
+    s["deploy-docker-no-kubeconfig"] = {"target": "code", "env": dict(env, HOME_MLOPS_KUBECONFIG_CREDENTIALS="kube-creds"),
+                                        "sh": {"rules": ok_rules()}, "code": "return deployApp()"}
     s["undeploy-defaults"] = {"target": "code", "env": dict(env, **APP_ENV), "sh": {"rules": [undeploy_rule]},
                               "code": "return undeployApp()"}
     s["undeploy-nothing"] = {"target": "code", "env": env, "code": "return undeployApp(app: 'hmt-a-none')",
@@ -641,3 +651,19 @@ def test_models_uri_run_id_through_the_jenkinsfile(rec):
     # a reserved alias is refused before any connection, exit 2
     result = json.loads((Path(rec["real-cli-models-uri-hostile"]["workspace"]) / "home-mlops-bento.json").read_text())
     assert result["exit_code"] == 2 and "18701" not in json.dumps(result), result
+
+
+@pytest.mark.parametrize("name", ["deploy-k8s-kubeconfig", "undeploy-k8s-kubeconfig"])
+def test_k8s_target_binds_the_kubeconfig_credential(rec, name):
+    r = rec[name]
+    assert r["result"] == "SUCCESS", r["failure"]
+    (binding,) = calls(r, "file")
+    assert binding["args"][0] == {"credentialsId": "kube-creds", "variable": "KUBECONFIG"}
+    assert _sh(r)["env"]["KUBECONFIG"] == "/var/jenkins/secrets/kubeconfig-1"
+    assert "KUBECONFIG" not in calls(r, "readJSON")[0]["env"]
+
+
+def test_docker_target_binds_no_kubeconfig(rec):
+    r = rec["deploy-docker-no-kubeconfig"]
+    assert r["result"] == "SUCCESS", r["failure"]
+    assert not calls(r, "file") and "KUBECONFIG" not in _sh(r)["env"]

@@ -33,6 +33,7 @@ class CliStep implements Serializable {
         List<String> envList = CliEnv.build(opts)
         String script = CliEnv.script(spec, opts)
         String credentialsId = registryCredentialsId(opts)
+        String kubeconfigId = (opts.kubeconfigCredentials ?: '').toString()
         int status = -1
         steps.withEnv(envList) {
             if (spec.locksPort) {
@@ -43,10 +44,10 @@ class CliStep implements Serializable {
                         // gets it after a newer one is cancelled here (NOT_BUILT) instead of deploying over it
                         steps.milestone(label: "${spec.step} ${opts.app}".toString())
                     }
-                    status = runScript(script, credentialsId)
+                    status = runScript(script, credentialsId, kubeconfigId)
                 }
             } else {
-                status = runScript(script, credentialsId)
+                status = runScript(script, credentialsId, kubeconfigId)
             }
         }
         Map result = readResult(opts.jsonFile.toString())
@@ -87,13 +88,20 @@ class CliStep implements Serializable {
     }
 
     // not private: it is called from closures (lock), and CPS closures cannot always reach private methods
-    int runScript(String script, String credentialsId) {
-        if (!credentialsId) {
+    int runScript(String script, String credentialsId, String kubeconfigId) {
+        List bindings = []
+        if (credentialsId) {
+            bindings.add(steps.usernamePassword(credentialsId: credentialsId,
+                    usernameVariable: 'REGISTRY_USER', passwordVariable: 'REGISTRY_PASSWORD'))
+        }
+        if (kubeconfigId) {
+            bindings.add(steps.file(credentialsId: kubeconfigId, variable: 'KUBECONFIG'))
+        }
+        if (bindings.isEmpty()) {
             return steps.sh(script: script, returnStatus: true)
         }
         int status = -1
-        steps.withCredentials([steps.usernamePassword(credentialsId: credentialsId,
-                usernameVariable: 'REGISTRY_USER', passwordVariable: 'REGISTRY_PASSWORD')]) {
+        steps.withCredentials(bindings) {
             status = steps.sh(script: script, returnStatus: true)
         }
         return status

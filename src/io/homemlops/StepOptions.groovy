@@ -35,6 +35,12 @@ class StepOptions implements Serializable {
         serving     : 'HOME_MLOPS_SERVING',
     ]
 
+    /**
+     * Jenkins-wide: the id of a secret-file credential holding the kubeconfig of the
+     * cluster, bound as KUBECONFIG around deploy/undeploy only when the app's target is k8s.
+     */
+    static final String KUBECONFIG_CREDENTIALS_ENV = 'HOME_MLOPS_KUBECONFIG_CREDENTIALS'
+
     /** The CLI variable of option from: (docs/cli-contract.md, --from PATH). */
     static final String FROM_ENV = 'HOME_MLOPS_FROM'
 
@@ -79,6 +85,12 @@ class StepOptions implements Serializable {
         }
         if (spec.deploySettings) {
             d.milestone = false
+        }
+        if (spec.locksPort) {
+            // a kubeconfig only for a k8s deploy (docs/kubernetes.md); an agent inside the
+            // cluster (service account) or with its own ~/.kube/config needs none
+            boolean k8s = firstNonNull(lookup(env, DEPLOY_ENV.target), '').toString() == 'k8s'
+            d.kubeconfigCredentials = k8s ? firstNonNull(lookup(env, KUBECONFIG_CREDENTIALS_ENV), '') : ''
         }
         return d
     }
