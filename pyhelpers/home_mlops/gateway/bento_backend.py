@@ -1,36 +1,25 @@
 """The bento+gateway backend: predictions from the BentoML model server, one pooled hop away.
 
 The gateway validated the request already; this sends ``{"inputs": [record, ...]}``
-to the model server's ``POST /predict`` over keep-alive connections from one pool
-(httpcore, the transport under httpx, used directly: the hop skips httpx's request
-and response objects, which cost more than the loopback round trip itself) and turns
-each way it can fail into a BackendError: unreachable 502, too slow 504, the model
-server's 4xx passed on, its 5xx as 502 with its request id and error class.
+to the model server's ``POST /predict`` over keep-alive connections from one small
+pool (upstream_pool.py: no general HTTP client on the hop, whose pools cost more
+than the loopback round trip itself under concurrency) and turns each way it can
+fail into a BackendError: unreachable 502, too slow 504, the model server's 4xx
+passed on, its 5xx as 502 with its request id and error class.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import time
 from typing import Any
-
-import httpcore
 
 from . import jsonio
 from .backend import BackendError, Inputs, Timing
 from .errors import InputError, short
 from .settings import Settings
+from .upstream_pool import UpstreamPool, UpstreamTimeout, UpstreamUnreachable
 
 log = logging.getLogger("home_mlops.gateway")
-
-# httpcore tries `import sniffio` on every request (twice); anyio 4 no longer
-# installs it, and a failing import searches sys.path each time (~0.4 ms). A
-# None entry in sys.modules makes that import fail at once.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-_POST_HEADERS = [(b"content-type", b"application/json"), (b"accept", b"application/json")]
 
 
 class BentoBackend:
@@ -39,19 +28,12 @@ class BentoBackend:
     def __init__(self, settings: Settings, metrics: Any = None):
         self.settings = settings
         self.metrics = metrics
-        self.predict_url = settings.upstream_url + "/predict"
-        self.ready_url = settings.upstream_url + "/readyz"
-        self._pool: httpcore.AsyncConnectionPool | None = None
-        self._timeouts = {"connect": settings.connect_timeout, "read": settings.timeout,
-                          "write": settings.timeout, "pool": settings.timeout}
+        self._pool: UpstreamPool | None = None
 
-    def _client(self) -> httpcore.AsyncConnectionPool:
+    def _client(self) -> UpstreamPool:
         if self._pool is None:  # also without a lifespan (an ASGI transport in a test)
             s = self.settings
-            self._pool = httpcore.AsyncConnectionPool(
-                max_connections=s.max_connections, max_keepalive_connections=s.max_connections,
-                keepalive_expiry=s.keepalive_seconds, http1=True, http2=False,
-            )
+            self._pool = UpstreamPool(s.upstream_url, s.max_connections, s.keepalive_seconds, s.connect_timeout)
         return self._pool
 
     async def startup(self) -> None:
@@ -67,14 +49,12 @@ class BentoBackend:
 
     async def ready_detail(self) -> str | None:
         """None when the model server answers its readiness probe, else why not."""
-        t = self.settings.ready_timeout
         try:
-            resp = await self._client().request(
-                "GET", self.ready_url, extensions={"timeout": {"connect": t, "read": t, "write": t, "pool": t}})
-        except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
+            status, _, _ = await self._client().send("GET", "/readyz", None, self.settings.ready_timeout)
+        except (UpstreamTimeout, UpstreamUnreachable) as exc:
             return f"model server unreachable ({type(exc).__name__})"
-        if resp.status != 200:
-            return f"model server /readyz answered {resp.status}"
+        if status != 200:
+            return f"model server /readyz answered {status}"
         return None
 
     async def predict(self, inputs: Inputs, timing: Timing) -> list:
@@ -85,18 +65,19 @@ class BentoBackend:
             body = self.body(inputs)
         start = time.perf_counter()
         try:
-            resp = await self._post(body)
-        except httpcore.TimeoutException:
+            status, headers, content = await self._client().send("POST", "/predict", body, self.settings.timeout)
+        except UpstreamTimeout:
             raise BackendError(504, f"the model server did not answer within {self.settings.timeout:g} s",
                                kind="timeout") from None
-        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as exc:
-            raise BackendError(502, f"the model server is unreachable ({type(exc).__name__})", kind="connect") from None
+        except UpstreamUnreachable as exc:
+            raise BackendError(502, f"the model server is unreachable ({short(str(exc), 80)})",
+                               kind="connect") from None
         finally:
             elapsed = time.perf_counter() - start
             timing.add("predict", elapsed)
             if self.metrics is not None:
                 self.metrics.upstream_latency.observe(elapsed)
-        return self.answer(resp.status, resp.content, dict(resp.headers))
+        return self.answer(status, content, headers)
 
     @staticmethod
     def body(inputs: Inputs) -> bytes:
@@ -107,16 +88,6 @@ class BentoBackend:
         except jsonio.NotSerializable:  # a lone surrogate ("\\ud800") cannot be encoded as UTF-8
             raise InputError(422, "invalid input: a string holds an unpaired UTF-16 surrogate escape "
                                   "(\\ud800-\\udfff); send valid Unicode text") from None
-
-    async def _post(self, body: bytes) -> httpcore.Response:
-        pool = self._client()
-        ext = {"timeout": self._timeouts}
-        try:
-            return await pool.request("POST", self.predict_url, headers=_POST_HEADERS, content=body, extensions=ext)
-        except httpcore.RemoteProtocolError:
-            # a pooled keep-alive connection the model server had just closed: retry once
-            # (prediction is a pure function, so this is safe)
-            return await pool.request("POST", self.predict_url, headers=_POST_HEADERS, content=body, extensions=ext)
 
     @staticmethod
     def answer(status: int, content: bytes, headers: dict[bytes, bytes]) -> list:
