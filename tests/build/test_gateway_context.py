@@ -62,7 +62,7 @@ def test_context_layout(context):
 
 
 def test_gateway_package_imports_only_runtime_packages(context):
-    allowed = {"fastapi", "starlette", "pydantic", "pydantic_core", "httpx", "httpcore", "uvicorn",
+    allowed = {"fastapi", "starlette", "pydantic", "pydantic_core", "httpx", "httpcore", "httptools", "uvicorn",
                "prometheus_client", "orjson"}
     import sys
 
