@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from home_mlops import console, readiness
+from home_mlops import console, env, readiness
 from home_mlops.errors import Unavailable
 from home_mlops.build.labels import LABEL_BASE_RECIPE
 from home_mlops.runner import clean_env
@@ -39,7 +39,7 @@ BASE_RECIPE = hashlib.sha256(f"bookworm minbase {_BASE_PACKAGES}".encode()).hexd
 
 def platform_dir() -> Path:
     default = "/var/lib/home-mlops" if os.geteuid() == 0 else "~/.local/share/home-mlops-platform"
-    path = Path(os.environ.get("HOME_MLOPS_PLATFORM_DIR", default)).expanduser()
+    path = Path(env.PLATFORM_DIR.get() or default).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
