@@ -33,3 +33,14 @@ def test_missing_home_mlops_module_is_a_bug(tmp_path, capsys, monkeypatch):
     code, result = run(tmp_path, "home_mlops.no_such_module")
     assert code == 1 and result["exit_code"] == 1
     assert "bug in home-mlops" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["build", "k8s", "platform", "schema", "common"])
+def test_every_command_module_imports_on_its_own(module):
+    """A command module imported first (a test, a bench, a plugin) must not hit an import
+    cycle with cli/app.py, which mounts the command modules when it is imported."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import home_mlops.cli.{module}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

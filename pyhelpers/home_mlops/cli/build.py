@@ -6,7 +6,7 @@ from typing import Any, Optional
 import typer
 
 from home_mlops import console, env, output
-from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
+from home_mlops.cli.common import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
 from home_mlops.cli.k8s import NamespaceOpt
 from home_mlops.errors import BadInput
 from home_mlops.params import validate_model_name

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from home_mlops import console, env
-from home_mlops.cli.app import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
+from home_mlops.cli.common import AppOpt, ExpOpt, JsonOpt, ModelNameOpt, NasOpt, RegOpt, RunOpt, TrackOpt, job_params, run_command
 
 k8s_app = typer.Typer(help="The Kubernetes target: render an app's manifests.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ platform_app = typer.Typer(help="Bring the local platform (dockerd, registry, ba
 @platform_app.command()
 def up(json_path: Optional[str] = typer.Option(None, "--json")) -> None:
     """Start dockerd and the local registry, build the offline base image (idempotent)."""
-    from home_mlops.cli.app import run_command
+    from home_mlops.cli.common import run_command
     from home_mlops.platform.host import BASE_IMAGE, up as platform_up
 
     def body() -> dict[str, Any]:
@@ -27,7 +27,7 @@ def up(json_path: Optional[str] = typer.Option(None, "--json")) -> None:
 @platform_app.command()
 def down() -> None:
     """Stop the local registry (its data is kept)."""
-    from home_mlops.cli.app import run_command
+    from home_mlops.cli.common import run_command
     from home_mlops.platform.host import down as platform_down
 
     run_command("platform down", None, lambda: (platform_down(), {})[1])
@@ -36,7 +36,7 @@ def down() -> None:
 @platform_app.command()
 def status(json_path: Optional[str] = typer.Option(None, "--json")) -> None:
     """Show what is up."""
-    from home_mlops.cli.app import run_command
+    from home_mlops.cli.common import run_command
     from home_mlops.platform.host import status as platform_status
 
     def body() -> dict[str, Any]:
