@@ -29,6 +29,8 @@ bench: platform
 	.venv/bin/python bench/bench_gateway.py
 	.venv/bin/python bench/bench_switch.py
 	.venv/bin/python bench/bench_many_apps.py
+	.venv/bin/python bench/bench_serving.py
+	.venv/bin/python bench/bench_from.py
 	.venv/bin/python bench/bench_k8s.py
 
 clean:
