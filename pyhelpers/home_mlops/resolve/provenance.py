@@ -14,6 +14,7 @@ from pathlib import Path
 from home_mlops import console, settings
 from home_mlops.deploy import state
 from home_mlops.params import validate_app
+from home_mlops.resolve.mlflow_errors import bounded_mlflow_http
 
 PREFIX = "home-mlops."
 _said_nas_only = False
@@ -57,19 +58,25 @@ def write(target: "Target | None", tags: dict[str, str]) -> bool:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=target.tracking_uri)
-        for key, value in tags.items():
-            client.set_tag(target.run_id, key, value)
-        if target.model_id:
-            client.set_logged_model_tags(target.model_id, tags)
-        if target.model_name:
-            for key, value in tags.items():
-                client.set_model_version_tag(target.model_name, target.version, key, value)
+        # bounded retries: a tracking server gone since the resolve costs seconds, not MLflow's minutes
+        with bounded_mlflow_http():
+            _set_tags(client, target, tags)
     except Exception as exc:  # noqa: BLE001 - a write-back never fails the build
         console.warn(f"could not write {', '.join(sorted(tags))} back to MLflow ({target.tracking_uri}): "
                      f"{type(exc).__name__}: {str(exc)[:300]}")
         return False
     console.ok(f"wrote {len(tags)} tags back to MLflow run {target.run_id}")
     return True
+
+
+def _set_tags(client, target: "Target", tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_tag(target.run_id, key, value)
+    if target.model_id:
+        client.set_logged_model_tags(target.model_id, tags)
+    if target.model_name:
+        for key, value in tags.items():
+            client.set_model_version_tag(target.model_name, target.version, key, value)
 
 
 def after_push(target: "Target | None", role: str, image: str, digest: str) -> None:
@@ -81,11 +88,12 @@ def move_alias(target: Target, alias: str) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=target.tracking_uri)
-    try:
-        before = client.get_model_version_by_alias(target.model_name, alias).version
-    except Exception:  # noqa: BLE001 - no such alias yet
-        before = ""
-    client.set_registered_model_alias(target.model_name, alias, target.version)
+    with bounded_mlflow_http():
+        try:
+            before = client.get_model_version_by_alias(target.model_name, alias).version
+        except Exception:  # noqa: BLE001 - no such alias yet
+            before = ""
+        client.set_registered_model_alias(target.model_name, alias, target.version)
     console.ok(f"alias {alias} of {target.model_name} now names version {target.version}")
     return str(before)
 
