@@ -1,0 +1,24 @@
+"""The suite runs every test file: pytest's defaults skip some folder names (``build``,
+``dist``, ...), and tests/ mirrors the source, which has a ``build/`` package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_every_test_file_is_collected():
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
+                          cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    collected = {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
+    on_disk = {str(p.relative_to(TESTS.parent)) for p in TESTS.rglob("test_*.py")}
+    assert on_disk - collected == set(), done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_test_folders_mirror_the_package():
+    package = TESTS.parent / "pyhelpers" / "home_mlops"
+    stages = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    for folder in ("resolve", "build", "deploy", "gateway", "jenkins", "cli", "k8s"):
+        assert folder in stages and (TESTS / folder).is_dir(), folder
