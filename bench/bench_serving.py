@@ -85,8 +85,9 @@ print(f"MODEL_ID={info.model_id}")
 
 
 def train_pipeline(state: Path) -> dict:
+    # cwd: a new experiment's artifacts default to ./mlruns; keep them in the bench's state folder
     proc = subprocess.run([sys.executable, "-c", PIPELINE_TRAIN], env=cli_env(state), capture_output=True, text=True,
-                          timeout=900)
+                          timeout=900, cwd=state)
     if proc.returncode != 0:
         raise SystemExit(f"training the pipeline failed:\n{proc.stderr[-3000:]}")
     ids = dict(re.findall(r"^(EXPERIMENT_ID|RUN_ID|MODEL_ID)=(\S+)$", proc.stdout, re.M))
