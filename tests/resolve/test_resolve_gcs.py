@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, stop_process_group
-from test_resolve_nas import UNREACHABLE, flat, iris_model, resolve, tracking
+from test_resolve_nas import UNREACHABLE, assert_resolved_from_bucket, flat, iris_model, resolve, tracking
 
 EMULATOR = Path(sys.executable).parent / "gcp-storage-emulator"
 BUCKET = "home-mlops-test"
@@ -97,21 +97,7 @@ def gcs_env(state: Path, emulator: str) -> dict:
 def test_resolve_from_gcs(emulator, gcs_run, state, tmp_path):
     exp, run_id, model_id, blobs = gcs_run
     proc, data = resolve(gcs_env(state, emulator), exp, run_id, tmp_path / "r.json", "--nas", f"gs://{BUCKET}/mlruns")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert data["source"] == "nas" and data["model_id"] == model_id
-    assert data["model_uri"] == f"models:/{model_id}"
-    assert data["artifact_uri"].endswith(f"{exp}/models/{model_id}/artifacts")
-    local = Path(data["local_path"])
-    assert local.is_relative_to(state)
-    prefix = f"mlruns/{exp}/models/{model_id}/artifacts/"
-    expected = {b[len(prefix):] for b in blobs if b.startswith(prefix)}
-    got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
-    assert expected <= got and {"MLmodel", "model.skops"} <= got, (expected, got)
-
-    import mlflow.pyfunc
-
-    model, X = iris_model()
-    assert list(mlflow.pyfunc.load_model(str(local)).predict(X.head(5))) == list(model.predict(X.head(5)))
+    assert_resolved_from_bucket(proc, data, state, exp, model_id, blobs)
 
 
 @pytest.mark.timeout(600)

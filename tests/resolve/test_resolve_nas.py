@@ -121,6 +121,27 @@ def resolve(env: dict, exp: str, run: str, out: Path, *extra: str, timeout: int 
     return proc, data
 
 
+def assert_resolved_from_bucket(proc, data: dict | None, state: Path, exp: str, model_id: str,
+                                objects: list[str]) -> None:
+    """A bucket NAS (gs://, s3://) resolve: the model's objects landed in the state's cache and
+    load to the same predictions as the trained model. ``objects``: every object name in the bucket."""
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert data["source"] == "nas" and data["model_id"] == model_id
+    assert data["model_uri"] == f"models:/{model_id}"
+    assert data["artifact_uri"].endswith(f"{exp}/models/{model_id}/artifacts")
+    local = Path(data["local_path"])
+    assert local.is_relative_to(state)
+    prefix = f"mlruns/{exp}/models/{model_id}/artifacts/"
+    expected = {name[len(prefix):] for name in objects if name.startswith(prefix)}
+    got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert expected <= got and {"MLmodel", "model.skops"} <= got, (expected, got)
+
+    import mlflow.pyfunc
+
+    model, X = iris_model()
+    assert list(mlflow.pyfunc.load_model(str(local)).predict(X.head(5))) == list(model.predict(X.head(5)))
+
+
 def flat(text: str) -> str:
     return " ".join(text.split())
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import cli_env, run_cli, stop_process_group
 from test_extras import blocked_imports
-from test_resolve_nas import UNREACHABLE, flat, iris_model, resolve, tracking
+from test_resolve_nas import UNREACHABLE, assert_resolved_from_bucket, flat, iris_model, resolve, tracking
 
 MOTO = Path(sys.executable).parent / "moto_server"
 PORT = 19601
@@ -109,21 +109,7 @@ def s3_env(state: Path, server: dict, **extra: str) -> dict:
 def test_resolve_from_s3(s3_server, s3_run, state, tmp_path):
     exp, run_id, model_id, keys = s3_run
     proc, data = resolve(s3_env(state, s3_server), exp, run_id, tmp_path / "r.json", "--nas", f"s3://{BUCKET}/mlruns")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert data["source"] == "nas" and data["model_id"] == model_id
-    assert data["model_uri"] == f"models:/{model_id}"
-    assert data["artifact_uri"].endswith(f"{exp}/models/{model_id}/artifacts")
-    local = Path(data["local_path"])
-    assert local.is_relative_to(state)
-    prefix = f"mlruns/{exp}/models/{model_id}/artifacts/"
-    expected = {k[len(prefix):] for k in keys if k.startswith(prefix)}
-    got = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
-    assert expected <= got and {"MLmodel", "model.skops"} <= got, (expected, got)
-
-    import mlflow.pyfunc
-
-    model, X = iris_model()
-    assert list(mlflow.pyfunc.load_model(str(local)).predict(X.head(5))) == list(model.predict(X.head(5)))
+    assert_resolved_from_bucket(proc, data, state, exp, model_id, keys)
 
 
 @pytest.mark.timeout(600)
