@@ -136,6 +136,13 @@ def tool_line(source: str, line: str) -> None:
     write_plain("output", f"{source} |", line, {"source": source})
 
 
+def aligned(columns: tuple[str, ...], cells: list[list[str]]) -> list[str]:
+    """A header line and one line per row, columns padded to their widest cell and never cut
+    to a terminal's width (Jenkins logs have none)."""
+    widths = [max(len(line[i]) for line in [list(columns), *cells]) for i in range(len(columns))]
+    return ["  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip() for values in [list(columns), *cells]]
+
+
 def clean_message(message: object) -> str:
     """A multi-line message for the terminal: each line cleaned, the line breaks kept."""
     return "\n".join(clean(line) for line in str(message).splitlines())

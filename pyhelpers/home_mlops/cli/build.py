@@ -110,14 +110,10 @@ def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     each app's images with their digests on the lines under it, then its serving mode."""
     cells = [[str(c) for c in (row["app"], row["url"], row["port"], row["run_id"], row["model_id"] or "-",
                                 row["health"], "yes" if row["ready"] else "no", row["deployed_at"])] for row in rows]
-    widths = [max(len(line[i]) for line in [list(STATUS_COLUMNS), *cells]) for i in range(len(STATUS_COLUMNS))]
-
-    def fmt(values) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
-
-    lines = [fmt(STATUS_COLUMNS)]
-    for row, values in zip(rows, cells):
-        lines.append(fmt(values))
+    header, *row_lines = output.aligned(STATUS_COLUMNS, cells)
+    lines = [header]
+    for row, line in zip(rows, row_lines):
+        lines.append(line)
         serving = row.get("serving") or "bento+gateway"
         for role in SERVING_ROLES.get(serving, ("bento", "gateway")):
             lines.append(f"    {role} image: {row.get(f'{role}_image') or '-'} @ {row.get(f'{role}_digest') or '-'}")

@@ -5,6 +5,7 @@ from typing import Any
 
 from kubernetes.client import V1Deployment
 
+from home_mlops import output
 from home_mlops.deploy.specs import LABEL_EXPERIMENT, LABEL_MODEL, LABEL_ROLE
 from home_mlops.k8s import rollout
 from home_mlops.k8s.apply import app_selector
@@ -63,14 +64,10 @@ def status_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Aligned plain lines (Jenkins logs have no width), each role's image and rollout under its app."""
     cells = [[str(c) for c in (r["app"], r["url"], r["namespace"], r["serving"] or "-", r["run_id"] or "-",
                                r["model_id"] or "-", "yes" if r["ready"] else "no")] for r in rows]
-    widths = [max(len(line[i]) for line in [list(COLUMNS), *cells]) for i in range(len(COLUMNS))]
-
-    def fmt(values) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
-
-    lines = [fmt(COLUMNS)]
-    for row, values in zip(rows, cells):
-        lines.append(fmt(values))
+    header, *row_lines = output.aligned(COLUMNS, cells)
+    lines = [header]
+    for row, line in zip(rows, row_lines):
+        lines.append(line)
         for role, info in row["roles"].items():
             lines.append(f"    {role} image: {info['image'] or '-'} ({info['available']}/{info['replicas']} ready, "
                          f"revision {info['revision']})")
