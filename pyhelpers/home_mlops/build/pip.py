@@ -12,7 +12,6 @@ import sys
 from collections.abc import Mapping
 
 from home_mlops import runner
-from home_mlops.runner import KEEP, SECRET_PATTERNS  # noqa: F401 - their names before runner.py
 
 # pip's own settings that would let a value smuggle in an sdist or another index's code.
 PIP_FORBIDDEN = ("PIP_NO_BINARY", "PIP_PREFER_BINARY", "PIP_EDITABLE", "PIP_SRC", "PIP_REQUIREMENT", "PIP_CONSTRAINT")

@@ -14,7 +14,7 @@ from home_mlops import console, readiness
 from home_mlops.deploy.specs import LOOPBACK
 from home_mlops.errors import DeployFailed
 from home_mlops.gateway.envelope import row_count
-from home_mlops.readiness import answers, loopback_client  # noqa: F401 - answers: status reads it here
+from home_mlops.readiness import loopback_client
 from home_mlops.redact import scrub
 
 DEPLOY_ID_HEADER = "X-Home-Mlops-Deploy-Id"

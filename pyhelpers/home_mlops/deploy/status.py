@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from home_mlops.deploy.probe import answers, container_state
+from home_mlops.deploy.probe import container_state
+from home_mlops.readiness import answers
 from home_mlops.deploy.specs import (
     LABEL_APP, LABEL_BIND, LABEL_DEPLOYED_AT, LABEL_EXPERIMENT, LABEL_MODEL, LABEL_PORT, LABEL_ROLE, LABEL_RUN,
     LABEL_SERVING, LABEL_SLOT, LABEL_UPSTREAM, LOOPBACK, public_url,
