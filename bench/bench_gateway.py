@@ -163,9 +163,9 @@ def throughput_py(url: str, body: dict, conns: int, seconds: int) -> dict:
 
 
 def free_port() -> int:
-    from home_mlops.deploy.switch import _free_port
+    from home_mlops.deploy.ports import free_port as loopback_port
 
-    return _free_port()
+    return loopback_port()
 
 
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]

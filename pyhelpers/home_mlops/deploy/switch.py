@@ -67,7 +67,6 @@ from home_mlops.build.trust import require_trusted
 # Names other modules and the tests use from here.
 __all__ = ["DeployResult", "DeployInterrupted", "Release", "DeploySettings", "deploy", "rollback", "status",
            "undeploy", "ensure_image", "public_url", "free_port"]
-_free_port = free_port  # older callers (bench/bench_gateway.py)
 
 
 class DeployInterrupted(DeployFailed):
