@@ -140,6 +140,11 @@ class _Guard:
     def __init__(self) -> None:
         self.armed = True
         self.noted: list[str] = []
+        self.interrupted_by: str | None = None
+
+    def error(self) -> DeployInterrupted:
+        return DeployInterrupted(f"deploy interrupted by {self.interrupted_by}; the new containers were removed",
+                                 hint=KEEP_SERVING)
 
     def handle(self, signum, _frame) -> None:
         name = signal.Signals(signum).name
@@ -147,8 +152,14 @@ class _Guard:
             self.noted.append(name)
             return
         self.armed = False
-        raise DeployInterrupted(f"deploy interrupted by {name}; the new containers were removed",
-                                hint=KEEP_SERVING)
+        self.interrupted_by = name
+        raise self.error()
+
+    def check(self) -> None:
+        """Raise again an interruption that a best-effort ``except Exception`` swallowed (the signal
+        can land inside a docker or HTTP call whose failure is tolerated, e.g. a state probe)."""
+        if self.interrupted_by:
+            raise self.error()
 
 
 @contextmanager
@@ -334,6 +345,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
             old_fronts = _front_doors(client, app)
             old_running = [g for g in old_fronts if g.status == "running"]
             previous_run_id = old_running[0].labels.get(LABEL_RUN) if old_running else None
+            job.guard.check()  # nothing is switched after a signal, even one a probe swallowed
             switch_start = time.monotonic()
             public = _switch(client, job, public_spec, old_running, started, old_stopped, deploy_id,
                              max(deadline, time.monotonic() + 30))
@@ -360,6 +372,9 @@ def _deploy_locked(job: _Job) -> DeployResult:
                     c.start()
                 except Exception:  # noqa: BLE001
                     console.warn(f"could not restart the old front door {c.name}")
+        if job.guard.interrupted_by and not isinstance(exc, DeployInterrupted):
+            # the signal surfaced as another failure (a probe saw the container go mid-call): say what it was
+            raise job.guard.error() from exc
         if isinstance(exc, HomeMlopsError) or not isinstance(exc, Exception):
             raise
         raise DeployFailed(f"deploy of run {release.run_id} failed: {type(exc).__name__}: "
