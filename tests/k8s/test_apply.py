@@ -119,6 +119,31 @@ def test_an_abort_during_the_rollout_is_rolled_back():
     assert signal.getsignal(signal.SIGTERM) is handler_before  # the handler was put back
 
 
+def test_an_abort_swallowed_by_a_tolerated_error_is_still_rolled_back():
+    """The signal lands inside a call whose failure the wait tolerates (here: a sleep that swallows
+    it, as a best-effort API read would): the rollout still ends as an interruption, rolled back."""
+    import os
+    import signal
+
+    cluster = cluster_with_old_release("bento+gateway", "unready")
+    clock = SteppedClock()
+
+    def sleep_swallowing_the_abort(seconds: float) -> None:
+        clock.t += seconds
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Exception:  # noqa: BLE001 - what a tolerant probe does
+            pass
+
+    clock.sleep = sleep_swallowing_the_abort
+    with pytest.raises(DeployFailed) as caught:
+        apply.deploy(release_for(APP, "bento+gateway", run_id=NEW_RUN), settings_for(APP, "bento+gateway"), cluster,
+                     clock=clock)
+    assert "interrupted by SIGTERM" in caught.value.what and "rolled back" in caught.value.what
+    assert clock.t == clock.interval  # stopped at the first poll after the signal, not at the ready timeout
+    assert template_run(cluster, "bento") == OLD_RUN and template_run(cluster, "gateway") == OLD_RUN
+
+
 def test_a_failed_smoke_test_rolls_every_role_back():
     cluster = cluster_with_old_release("bento+gateway", "ok", **{"/predict": (502, '{"error_class": "X"}')})
     with pytest.raises(DeployFailed) as caught:

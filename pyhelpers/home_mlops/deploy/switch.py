@@ -38,8 +38,6 @@ abort - removes only the new containers: the old pair never stopped serving
 from __future__ import annotations
 
 import secrets
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from home_mlops import console
+from home_mlops.interrupts import Guard, interruptible
 from home_mlops.error_kinds import Kind, classify
 from home_mlops.deploy import state
 from home_mlops.deploy.app_settings import SERVING_ROLES, DeploySettings
@@ -133,50 +132,16 @@ def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
 # --------------------------------------------------------------------------- interruption
 
 
-class _Guard:
-    """SIGTERM/SIGINT raise DeployInterrupted while armed; once the switch is done (or the
-    cleanup runs) they are only noted, so the deploy is never left half switched."""
-
-    def __init__(self) -> None:
-        self.armed = True
-        self.noted: list[str] = []
-        self.interrupted_by: str | None = None
-
-    def error(self) -> DeployInterrupted:
-        return DeployInterrupted(f"deploy interrupted by {self.interrupted_by}; the new containers were removed",
-                                 hint=KEEP_SERVING)
-
-    def handle(self, signum, _frame) -> None:
-        name = signal.Signals(signum).name
-        if not self.armed:
-            self.noted.append(name)
-            return
-        self.armed = False
-        self.interrupted_by = name
-        raise self.error()
-
-    def check(self) -> None:
-        """Raise again an interruption that a best-effort ``except Exception`` swallowed (the signal
-        can land inside a docker or HTTP call whose failure is tolerated, e.g. a state probe)."""
-        if self.interrupted_by:
-            raise self.error()
-
-
 @contextmanager
-def _interruptible() -> Iterator[_Guard]:
-    guard = _Guard()
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield guard
-        return
-    previous = {sig: signal.signal(sig, guard.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield guard
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if guard.noted:
-            console.warn(f"{', '.join(guard.noted)} arrived while the deploy was switching or cleaning up: "
-                         "it finished that first")
+def _interruptible() -> Iterator[Guard]:
+    with interruptible(lambda name: DeployInterrupted(
+            f"deploy interrupted by {name}; the new containers were removed", hint=KEEP_SERVING)) as guard:
+        try:
+            yield guard
+        finally:
+            if guard.noted:
+                console.warn(f"{', '.join(guard.noted)} arrived while the deploy was switching or cleaning up: "
+                             "it finished that first")
 
 
 # --------------------------------------------------------------------------- containers
@@ -233,7 +198,7 @@ class _Job:
     registry_auth: dict | None
     state_base: Path | None
     strategy: str
-    guard: _Guard
+    guard: Guard
     record: bool = True
     on_switched: Callable[[], None] | None = None
 

@@ -20,17 +20,15 @@ Old pods serve until new ones are ready (maxUnavailable 0), so a failed deploy n
 """
 from __future__ import annotations
 
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client import V1Deployment
 
 from home_mlops import console, output
+from home_mlops.interrupts import interruptible
 from home_mlops.deploy.app_settings import DeploySettings
 from home_mlops.errors import DeployFailed, HomeMlopsError, NotFound
 from home_mlops.k8s import rollout
@@ -58,6 +56,9 @@ class _Wait:
     namespace: str
     timeout: float
     clock: Clock = field(default_factory=Clock)
+    # raises a pending interruption between polls (interrupts.Guard.check): a signal that a tolerated
+    # API error swallowed must not leave the wait polling until its deadline
+    check: Callable[[], None] = lambda: None
 
 
 def app_selector(app: str) -> str:
@@ -111,6 +112,7 @@ def wait_rollout(wait: _Wait, app: str, role: str) -> rollout.Progress:
             console.info(progress.message)
             shown = progress.message
         wait.clock.sleep(wait.clock.interval)
+        wait.check()
 
 
 def smoke_test(cluster: Cluster, namespace: str, release: ClusterRelease) -> None:
@@ -160,32 +162,11 @@ def _undo(wait: _Wait, release: ClusterRelease, before: dict[str, V1Deployment |
             if done else "nothing had changed")
 
 
-@dataclass
-class _Interrupts:
-    armed: bool = True
-
-
-@contextmanager
-def _interrupt_fails_the_deploy() -> Iterator[_Interrupts]:
+def _interrupt_fails_the_deploy():
     """SIGTERM / SIGINT (a Jenkins abort) while the new release rolls out fail the deploy, so it is rolled
-    back like any failure; once the rollback runs (``armed`` False) they no longer cut it short."""
-    state = _Interrupts()
-
-    def handle(signum, _frame) -> None:
-        if state.armed:
-            state.armed = False
-            raise DeployFailed(f"deploy interrupted by {signal.Signals(signum).name}",
-                               hint="the previous revision keeps serving; deploy again when ready")
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield state
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield state
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    back like any failure; once the rollback runs (the guard disarmed) they no longer cut it short."""
+    return interruptible(lambda name: DeployFailed(
+        f"deploy interrupted by {name}", hint="the previous revision keeps serving; deploy again when ready"))
 
 
 def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, *,
@@ -200,10 +181,16 @@ def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, 
     console.step(f"applying {len(objects)} objects to namespace {settings.namespace} "
                  f"(server-side apply, field manager home-mlops)")
     with _interrupt_fails_the_deploy() as interrupts:
+        wait.check = interrupts.check
         try:
             _roll_out(cluster, release, settings, objects, wait)
-        except DeployFailed as exc:
+            interrupts.check()  # a signal that a tolerated API error swallowed still rolls back
+        except Exception as caught:  # noqa: BLE001 - sorted just below
             interrupts.armed = False
+            # an interruption that surfaced as another error (a swallowed signal) is still one
+            exc = interrupts.error() if interrupts.interrupted_by else caught
+            if not isinstance(exc, DeployFailed):
+                raise  # not a failed rollout (the API server is unreachable, say): nothing to undo from here
             undone = _undo(wait, release, before)
             raise DeployFailed(f"{exc.what}; {undone}", exc.expected,
                                exc.hint or "fix the cause and deploy again", log_tail=exc.log_tail) from None
