@@ -69,7 +69,8 @@ DEBUG = EnvVar("HOME_MLOPS_DEBUG", _flag, False,
 QUIET = EnvVar("HOME_MLOPS_QUIET", _flag, False, "`--quiet`: only warnings, errors and the summary.")
 VERBOSE = EnvVar("HOME_MLOPS_VERBOSE", _flag, False, "`--verbose`: every tool's output as it runs.")
 LOG_FORMAT = EnvVar("HOME_MLOPS_LOG_FORMAT", _text, None,
-                    "`--log-format`: text or json (one JSON object per line); default: text.")
+                    "`--log-format`: plain (timestamped lines), json (one JSON object per line) or rich; "
+                    "default: rich on a terminal, plain without one.")
 JSON = EnvVar("HOME_MLOPS_JSON", _text, None, "`--json`: write the command's result as JSON here (- for stdout).")
 
 # The job parameters (the Jenkins job passes them through withEnv; typer options read them)
