@@ -222,8 +222,11 @@ def test_undeploy_job_undeploys_its_own_app_only(rendered, app):
     assert "undeployApp()" in script and script.startswith("@Library('home-mlops') _")
     # no parameters at all: the app is fixed by the job, never chosen by whoever builds it
     assert root.find(".//hudson.model.ParametersDefinitionProperty") is None
-    port = app_settings(JOBS / "projects.yaml")[app]["port"]
-    assert injected_env(root) == {"APP_NAME": app, "HOME_MLOPS_PORT": str(port)}
+    settings = app_settings(JOBS / "projects.yaml")[app]
+    # the target comes with the job: undeployApp binds a kubeconfig only for k8s, and a helper
+    # installed from a wheel (the dockerized Jenkins) has no projects.yaml to read it from
+    assert injected_env(root) == {"APP_NAME": app, "HOME_MLOPS_PORT": str(settings["port"]),
+                                  "HOME_MLOPS_TARGET": settings["target"], "HOME_MLOPS_SERVING": settings["serving"]}
     assert root.find(".//org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty") is not None
 
 
