@@ -62,3 +62,29 @@ def test_find_wheels_picks_the_best_tag_and_the_pinned_version(tmp_path):
 def test_requirements_text_pins_every_package_sorted():
     text = requirements_text({"uvicorn": "0.30.0", "fastapi": "0.115.0"})
     assert text.splitlines()[1:] == ["fastapi==0.115.0", "uvicorn==0.30.0"]
+
+
+def test_two_builds_fill_the_wheel_cache_one_after_the_other(tmp_path):
+    """Apps build at once on one agent and share the wheel cache: a second build waits while the
+    first one downloads (pip writes in place: a half-written wheel would be hashed and refused)."""
+    import subprocess
+    import sys
+
+    from home_mlops.build.wheels import filling
+
+    child = (
+        "import sys\nfrom pathlib import Path\nfrom home_mlops.build.wheels import filling\n"
+        "print('waiting', flush=True)\n"
+        "with filling(Path(sys.argv[1])):\n"
+        "    Path(sys.argv[1], 'second').write_text('in')\n"
+    )
+    with filling(tmp_path):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "waiting"
+        try:
+            proc.wait(timeout=1.5)
+        except subprocess.TimeoutExpired:
+            pass
+        assert not (tmp_path / "second").exists(), "the second build filled the cache while the first held it"
+    assert proc.wait(timeout=60) == 0
+    assert (tmp_path / "second").read_text() == "in"

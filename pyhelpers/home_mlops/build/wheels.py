@@ -19,6 +19,7 @@ byte-identical lock and Docker reuses the dependency layer.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -28,7 +29,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +155,18 @@ def wheel_cache() -> Path:
     return path
 
 
+@contextmanager
+def filling(cache: Path) -> Iterator[None]:
+    """Hold the wheel cache while this build downloads into it and reads from it.
+
+    Several apps build at once on one agent and share the cache: pip writes a
+    download in place, so without this another build could hash a half-written
+    wheel (and refuse it), or remove the other's download list."""
+    with open(cache / ".fill.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def fetch_wheels(pinned: list[str], dest: Path) -> list[Path]:
     """Download (once, into the shared cache, hash-checked) and link this lock's wheels into dest.
 
@@ -163,25 +177,26 @@ def fetch_wheels(pinned: list[str], dest: Path) -> list[Path]:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
         handle.write("\n".join(pinned) + "\n")
         lock_file = handle.name
-    try:
-        proc = run_pip(
-            "download", "--no-deps", "--only-binary=:all:", "--require-hashes", "--quiet",
-            "-d", str(cache), "-r", lock_file,
-        )
-    finally:
-        os.unlink(lock_file)
-    if proc.returncode != 0:
-        raise _fail("could not download the image's wheels", proc)
-    dest.mkdir(parents=True, exist_ok=True)
-    by_key = {w.key: w for w in locked}
-    linked: dict[str, Path] = {}
-    for wheel in sorted(cache.glob("*.whl")):
-        want = by_key.get(wheel_key(wheel.name))
-        if want is None or want.name in linked or sha256_file(wheel) != want.sha256:
-            continue
-        target = dest / wheel.name
-        link_or_copy(wheel, target)
-        linked[want.name] = target
+    with filling(cache):
+        try:
+            proc = run_pip(
+                "download", "--no-deps", "--only-binary=:all:", "--require-hashes", "--quiet",
+                "-d", str(cache), "-r", lock_file,
+            )
+        finally:
+            os.unlink(lock_file)
+        if proc.returncode != 0:
+            raise _fail("could not download the image's wheels", proc)
+        dest.mkdir(parents=True, exist_ok=True)
+        by_key = {w.key: w for w in locked}
+        linked: dict[str, Path] = {}
+        for wheel in sorted(cache.glob("*.whl")):
+            want = by_key.get(wheel_key(wheel.name))
+            if want is None or want.name in linked or sha256_file(wheel) != want.sha256:
+                continue
+            target = dest / wheel.name
+            link_or_copy(wheel, target)
+            linked[want.name] = target
     missing = sorted(w.line.split(" ")[0] for w in locked if w.name not in linked)
     if missing:
         raise BuildFailed(f"no wheel with the locked hash for: {', '.join(missing)}", "a wheel for each locked package")
@@ -279,14 +294,15 @@ def ensure_wheels(pins: Mapping[str, str], cache_dir: Path) -> dict[str, Path]:
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    found, missing = find_wheels(cache_dir, pins)
-    if not missing:
-        return found
-    req_file = cache_dir / ".requirements-download.txt"
-    req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
-    proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
-    req_file.unlink(missing_ok=True)
-    found, missing = find_wheels(cache_dir, pins)
+    with filling(cache_dir):
+        found, missing = find_wheels(cache_dir, pins)
+        if not missing:
+            return found
+        req_file = cache_dir / ".requirements-download.txt"
+        req_file.write_text(requirements_text({n: pins[n] for n in pins if canonicalize_name(n) in missing}))
+        proc = run_pip("download", "--only-binary=:all:", "--no-deps", "-d", str(cache_dir), "-r", str(req_file))
+        req_file.unlink(missing_ok=True)
+        found, missing = find_wheels(cache_dir, pins)
     if proc.returncode != 0 or missing:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         raise BuildFailed(
