@@ -84,8 +84,7 @@ def cli(args: list[str], env: dict) -> tuple[float, int, subprocess.CompletedPro
 
 def resolve_step(experiment_id: str, run_id: str, tracking: str, result_file: Path, repeat: int) -> dict:
     """The resolve work alone, in process: full resolve vs --from (load + re-hash), median seconds."""
-    import home_mlops.cli.app  # noqa: F401 - mounts cli.build (importing that first is circular)
-    from home_mlops.cli.build import resolve_run
+    from home_mlops.cli.run_options import resolve_run
     from home_mlops.params import JobParams
     from home_mlops.resolve import earlier
 
@@ -106,7 +105,7 @@ COLD = """
 import sys, time
 started = time.monotonic()
 import home_mlops.cli.app
-from home_mlops.cli.build import resolve_run
+from home_mlops.cli.run_options import resolve_run
 from home_mlops.params import JobParams
 from home_mlops.resolve import earlier
 exp, run, uri, path = sys.argv[1:5]

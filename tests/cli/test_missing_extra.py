@@ -35,7 +35,8 @@ def test_missing_home_mlops_module_is_a_bug(tmp_path, capsys, monkeypatch):
     assert "bug in home-mlops" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["build", "k8s", "platform", "schema", "common"])
+@pytest.mark.parametrize("module", ["build", "deploy", "pipeline", "run_options", "jenkins", "k8s", "platform",
+                                    "schema", "common"])
 def test_every_command_module_imports_on_its_own(module):
     """A command module imported first (a test, a bench, a plugin) must not hit an import
     cycle with cli/app.py, which mounts the command modules when it is imported."""

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from home_mlops.jenkins import follow
 from home_mlops.jenkins.client import JenkinsConfig
-from home_mlops.jenkins.ops import jenkins_app
+from home_mlops.cli.jenkins import jenkins_app
 
 REPO = Path(__file__).resolve().parents[2]
 USER, TOKEN = "admin", "11aa22bb33cc44dd55ee66ff77889900"
@@ -493,7 +493,7 @@ def test_undeploy_failure_and_missing_job(fake_jenkins):
 def test_module_is_import_light():
     import subprocess
 
-    code = ("import sys, home_mlops.jenkins.ops, home_mlops.jenkins.follow; "
+    code = ("import sys, home_mlops.cli.jenkins, home_mlops.jenkins.follow; "
             "bad = [m for m in ('jenkins', 'jenkins_jobs', 'requests', 'mlflow', 'bentoml', 'docker') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

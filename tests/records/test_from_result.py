@@ -156,8 +156,7 @@ def store(trained_run, state, monkeypatch):
 
 
 def cli_resolve_run(earlier, run, tracking_uri, model_name=None) -> Resolved:
-    import home_mlops.cli.app  # noqa: F401 - the app first: it mounts cli.build (importing that first is circular)
-    from home_mlops.cli.build import resolve_run
+    from home_mlops.cli.run_options import resolve_run
 
     params = JobParams.parse(app="hmt-r-from", experiment_id=run.experiment_id, run_id=run.run_id)
     return resolve_run(params, tracking_uri, model_name, None, earlier)
@@ -264,7 +263,7 @@ def test_from_uses_the_description_resolve_kept_and_imports_no_mlflow(store):
     assert described.recall(entry, found.resolved.content_digest) == Resolved.model_validate_json(out.read_text())
     assert described.recall(entry, "0" * 64) is None  # kept for other content: not used
     code = ("import sys, home_mlops.cli.app\n"
-            "from home_mlops.cli.build import resolve_run\n"
+            "from home_mlops.cli.run_options import resolve_run\n"
             "from home_mlops.params import JobParams\n"
             "from home_mlops.resolve import earlier\n"
             f"e = earlier.load({str(out)!r})\n"

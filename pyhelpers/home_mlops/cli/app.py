@@ -65,7 +65,7 @@ def resolve(
     """Find a run's model (tracking server or NAS) and fetch it into the local cache."""
 
     def body() -> dict[str, Any]:
-        from home_mlops.cli.build import registered_params, resolve_run, with_registered
+        from home_mlops.cli.run_options import registered_params, resolve_run, with_registered
 
         params = job_params(None, experiment_id, run_id, nas, None, need_app=False)
         params, registered = registered_params(params, tracking_uri)
@@ -116,9 +116,11 @@ def _register_optional_commands() -> None:
     """Commands from other modules, mounted only when their module imports."""
     for module, attr, name in (
         ("home_mlops.cli.build", "register", None),
+        ("home_mlops.cli.deploy", "register", None),
+        ("home_mlops.cli.pipeline", "register", None),
         ("home_mlops.cli.schema", "register", None),
         ("home_mlops.cli.platform", "platform_app", "platform"),
-        ("home_mlops.jenkins.ops", "jenkins_app", "jenkins"),
+        ("home_mlops.cli.jenkins", "jenkins_app", "jenkins"),
         ("home_mlops.cli.k8s", "k8s_app", "k8s"),
     ):
         try:

@@ -60,7 +60,7 @@ def render_command(
 
     def body() -> dict[str, Any]:
         from home_mlops.build.trust import require_trusted_registry
-        from home_mlops.cli.build import registered_params, resolve_run
+        from home_mlops.cli.run_options import registered_params, resolve_run
         from home_mlops.deploy.app_settings import resolve_settings
         from home_mlops.k8s.kserve import render_kserve
         from home_mlops.k8s.release import cluster_release, digests_from_results

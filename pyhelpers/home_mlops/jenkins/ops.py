@@ -1,9 +1,9 @@
-"""`home-mlops jenkins register|build|undeploy|status`: the Jenkins side from the command line.
+"""What `home-mlops jenkins register|build|undeploy|status` do; cli/jenkins.py is their typer wiring.
 
 The app jobs live in the `home-mlops` folder (jobs/): `home-mlops/<app>` builds and
 deploys, `home-mlops/<app>-undeploy` removes. Jenkins' address and API token come from
 the environment only (client.py); following a build and its exit code is follow.py.
-python-jenkins and Jenkins Job Builder are imported only inside the commands.
+python-jenkins and Jenkins Job Builder are imported only inside the functions that use them.
 """
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
-
-import typer
 
 from home_mlops import env
 from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unavailable
@@ -25,16 +21,9 @@ from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, VIEW, JenkinsCon
 from home_mlops.jenkins.follow import description_lines, trigger_and_follow
 from home_mlops.params import DEFAULT_REGISTRY, validate_app, validate_experiment_id, validate_nas, validate_registry, validate_run_id
 
-jenkins_app = typer.Typer(
-    name="jenkins",
-    help="Register the app jobs in Jenkins (JJB), trigger a build and follow it, list their state.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-
-def _err(message: str) -> None:
+def say(message: str) -> None:
+    """A line of the command's progress or error on stderr, at once."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
 
@@ -83,20 +72,6 @@ def register_items(name: str) -> list[str]:
     return [FOLDER, VIEW, build_job(app), undeploy_job(app)]
 
 
-def _run(body: Callable[[], int | None]) -> None:
-    """Run a command body; a HomeMlopsError becomes its message on stderr and its exit code."""
-    try:
-        code = body() or 0
-    except HomeMlopsError as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(int(exc.code)) from None
-    except KeyboardInterrupt:
-        _err("interrupted")
-        raise typer.Exit(130) from None
-    if code:
-        raise typer.Exit(code)
-
-
 # --------------------------------------------------------------------- register
 def jjb_argv(ini_path: Path, jobs_dir: Path, names: list[str]) -> list[str]:
     exe = Path(sys.executable).with_name("jenkins-jobs")
@@ -122,98 +97,67 @@ def write_ini(directory: Path, config: JenkinsConfig) -> Path:
     return path
 
 
-@jenkins_app.command()
-def register(
-    jobs: Optional[Path] = typer.Option(None, "--jobs", help="JJB folder (default: jobs/ of this checkout)"),
-    names: Optional[list[str]] = typer.Argument(None, help="Only these apps (default: all apps)"),
-) -> None:
-    """Create or update the home-mlops folder, its view and each app's jobs from jobs/:
-    `home-mlops/<app>` and `home-mlops/<app>-undeploy` (Jenkins Job Builder `update`)."""
-
-    def body() -> int:
-        config = JenkinsConfig.from_env()
-        jobs_dir = (jobs or repo_root() / "jobs").resolve()
-        if not jobs_dir.is_dir():
-            raise NotFound(f"JJB folder {jobs_dir} does not exist", "a folder with defaults/templates/projects YAML")
-        for name in names or []:
-            validate_app(name)
-        with tempfile.TemporaryDirectory(prefix="home-mlops-jjb-") as tmp:
-            ini = write_ini(Path(tmp), config)
-            selected = list(dict.fromkeys(item for name in names or [] for item in register_items(name)))
-            argv = jjb_argv(ini, jobs_dir, selected)
-            _err(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
-            try:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, timeout=600)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise HomeMlopsError(f"could not run jenkins-jobs: {exc}",
-                                     hint="pip install 'jenkins-job-builder>=6,<7' 'setuptools<81'") from None
-        for line in proc.stdout.splitlines():
-            if "pkg_resources" in line or line.startswith("  import pkg_resources"):
-                continue
-            _err("  " + line)
-        if proc.returncode != 0:
-            tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
-            if "401" in proc.stdout or "403" in proc.stdout:
-                raise BadInput(f"Jenkins at {config.url} refused user {config.user!r}: {tail[0]}",
-                               "a valid API token in " + env.JENKINS_TOKEN.name)
-            if "Connection refused" in proc.stdout or "Max retries" in proc.stdout:
-                raise Unavailable(f"Jenkins at {config.url} did not answer: {tail[0]}",
-                                  "a running Jenkins at " + env.JENKINS_URL.name, "start it with docker/jenkins/start.sh")
-            raise HomeMlopsError(f"jenkins-jobs update failed (exit {proc.returncode}): {tail[0]}",
-                                 code=ExitCode.UNAVAILABLE)
-        _err(f"ok registered {', '.join(names) if names else 'all jobs of ' + str(jobs_dir)}")
-        return 0
-
-    _run(body)
+def register_jobs(jobs: Path | None, names: list[str] | None) -> int:
+    """`register`: Jenkins Job Builder `update` of the folder, its view and the apps' jobs (all without names)."""
+    config = JenkinsConfig.from_env()
+    jobs_dir = (jobs or repo_root() / "jobs").resolve()
+    if not jobs_dir.is_dir():
+        raise NotFound(f"JJB folder {jobs_dir} does not exist", "a folder with defaults/templates/projects YAML")
+    for name in names or []:
+        validate_app(name)
+    with tempfile.TemporaryDirectory(prefix="home-mlops-jjb-") as tmp:
+        ini = write_ini(Path(tmp), config)
+        selected = list(dict.fromkeys(item for name in names or [] for item in register_items(name)))
+        argv = jjb_argv(ini, jobs_dir, selected)
+        say(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise HomeMlopsError(f"could not run jenkins-jobs: {exc}",
+                                 hint="pip install 'jenkins-job-builder>=6,<7' 'setuptools<81'") from None
+    for line in proc.stdout.splitlines():
+        if "pkg_resources" in line or line.startswith("  import pkg_resources"):
+            continue
+        say("  " + line)
+    if proc.returncode != 0:
+        tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
+        if "401" in proc.stdout or "403" in proc.stdout:
+            raise BadInput(f"Jenkins at {config.url} refused user {config.user!r}: {tail[0]}",
+                           "a valid API token in " + env.JENKINS_TOKEN.name)
+        if "Connection refused" in proc.stdout or "Max retries" in proc.stdout:
+            raise Unavailable(f"Jenkins at {config.url} did not answer: {tail[0]}",
+                              "a running Jenkins at " + env.JENKINS_URL.name, "start it with docker/jenkins/start.sh")
+        raise HomeMlopsError(f"jenkins-jobs update failed (exit {proc.returncode}): {tail[0]}",
+                             code=ExitCode.UNAVAILABLE)
+    say(f"ok registered {', '.join(names) if names else 'all jobs of ' + str(jobs_dir)}")
+    return 0
 
 
 # ------------------------------------------------------------------------ build
-@jenkins_app.command()
-def build(
-    app: str = typer.Option(..., "--app", help="The app; its job is home-mlops/<app>"),
-    experiment_id: str = typer.Option(..., "--experiment-id", help="MLflow experiment id"),
-    run_id: str = typer.Option(..., "--run-id", help="MLflow run id"),
-    nas: str = typer.Option("", "--nas", help="Artifact root to read without the tracking server"),
-    registry: str = typer.Option(DEFAULT_REGISTRY, "--registry", help="Image repository prefix (AR_NAME)"),
-    timeout: float = typer.Option(3600, "--timeout", help="Seconds to wait for the build"),
-    poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
-) -> None:
-    """Trigger the app's job (home-mlops/<app>) with the five parameters and follow its console live;
-    exit 0 on SUCCESS, else the failing step's home-mlops exit code (4 when the build has none)."""
-
-    def body() -> int:
-        parameters = {
-            "APP_NAME": validate_app(app.strip()),
-            "EXPERIMENT_ID": validate_experiment_id(experiment_id.strip()),
-            "RUN_ID": validate_run_id(run_id.strip(), allow_models_uri=True),
-            "NAS": validate_nas(nas.strip()),
-            "AR_NAME": validate_registry(registry.strip() or DEFAULT_REGISTRY),
-        }
-        return trigger_and_follow(
-            JenkinsConfig.from_env(), build_job(parameters["APP_NAME"]), parameters, timeout=timeout, interval=poll,
-            missing_hint="run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)",
-            write=_console, say=_err)
-
-    _run(body)
+def trigger_build(app: str, experiment_id: str, run_id: str, nas: str, registry: str,
+                  timeout: float, poll: float) -> int:
+    """`build`: the app's job with the five parameters, followed live; its home-mlops exit code."""
+    parameters = {
+        "APP_NAME": validate_app(app.strip()),
+        "EXPERIMENT_ID": validate_experiment_id(experiment_id.strip()),
+        "RUN_ID": validate_run_id(run_id.strip(), allow_models_uri=True),
+        "NAS": validate_nas(nas.strip()),
+        "AR_NAME": validate_registry(registry.strip() or DEFAULT_REGISTRY),
+    }
+    return trigger_and_follow(
+        JenkinsConfig.from_env(), build_job(parameters["APP_NAME"]), parameters, timeout=timeout, interval=poll,
+        missing_hint="run `home-mlops jenkins register` (and add the app to jobs/projects.yaml)",
+        write=_console, say=say)
 
 
-@jenkins_app.command()
-def undeploy(
-    app: str = typer.Option(..., "--app", help="The app; its undeploy job is home-mlops/<app>-undeploy"),
-    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the build"),
-    poll: float = typer.Option(2.0, "--poll", help="Seconds between polls", hidden=True),
-) -> None:
-    """Run the app's `home-mlops/<app>-undeploy` job (no parameters), follow its console, exit 0 only on SUCCESS."""
-
-    def body() -> int:
-        name = validate_app(app.strip())
-        return trigger_and_follow(
-            JenkinsConfig.from_env(), undeploy_job(name), None, timeout=timeout, interval=poll,
-            missing_hint=f"run `home-mlops jenkins register {name}` (the app must be in jobs/projects.yaml)",
-            write=_console, say=_err)
-
-    _run(body)
+def trigger_undeploy(app: str, timeout: float, poll: float) -> int:
+    """`undeploy`: the app's undeploy job (no parameters), followed live; its exit code."""
+    name = validate_app(app.strip())
+    return trigger_and_follow(
+        JenkinsConfig.from_env(), undeploy_job(name), None, timeout=timeout, interval=poll,
+        missing_hint=f"run `home-mlops jenkins register {name}` (the app must be in jobs/projects.yaml)",
+        write=_console, say=say)
 
 
 # ----------------------------------------------------------------------- status
@@ -240,30 +184,23 @@ def last_builds(client, apps: list[str]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-@jenkins_app.command()
-def status(
-    jobs: Optional[Path] = typer.Option(None, "--jobs", help="JJB folder whose apps to list (default: jobs/)"),
-) -> None:
-    """List each app and the result of its last build (job home-mlops/<app>)."""
-
-    def body() -> int:
-        config = JenkinsConfig.from_env()
-        try:
-            apps = project_apps((jobs or repo_root() / "jobs").resolve())
-        except HomeMlopsError:
-            apps = []
-        client = make_server(config)
-        try:
-            if not apps:  # no jobs/ here: the build jobs Jenkins has in the folder
-                listed = (client.get_job_info(FOLDER) or {}).get("jobs") or []
-                apps = [str(j["name"]) for j in listed if not str(j.get("name", "")).endswith(UNDEPLOY_SUFFIX)]
-            rows = last_builds(client, apps)
-        except Exception as exc:  # noqa: BLE001
-            raise translate(exc, config) from None
-        width = max([len(r[0]) for r in rows] + [3])
-        print(f"{'APP'.ljust(width)}  {'BUILD':<7} {'RESULT':<15} DESCRIPTION")
-        for name, number, result, summary in rows:
-            print(f"{name.ljust(width)}  {number:<7} {result:<15} {summary}")
-        return 0
-
-    _run(body)
+def print_status(jobs: Path | None) -> int:
+    """`status`: each app (from jobs/, else the folder in Jenkins) and its last build, as a table on stdout."""
+    config = JenkinsConfig.from_env()
+    try:
+        apps = project_apps((jobs or repo_root() / "jobs").resolve())
+    except HomeMlopsError:
+        apps = []
+    client = make_server(config)
+    try:
+        if not apps:  # no jobs/ here: the build jobs Jenkins has in the folder
+            listed = (client.get_job_info(FOLDER) or {}).get("jobs") or []
+            apps = [str(j["name"]) for j in listed if not str(j.get("name", "")).endswith(UNDEPLOY_SUFFIX)]
+        rows = last_builds(client, apps)
+    except Exception as exc:  # noqa: BLE001
+        raise translate(exc, config) from None
+    width = max([len(r[0]) for r in rows] + [3])
+    print(f"{'APP'.ljust(width)}  {'BUILD':<7} {'RESULT':<15} DESCRIPTION")
+    for name, number, result, summary in rows:
+        print(f"{name.ljust(width)}  {number:<7} {result:<15} {summary}")
+    return 0
