@@ -56,3 +56,22 @@ def test_timeout_and_missing_program_raise_for_the_caller():
 def test_drop_removes_more_names():
     env = runner.clean_env({"PIP_NO_BINARY": ":all:", "PIP_INDEX_URL": "x", "PATH": "/bin"}, drop=("PIP_NO_BINARY",))
     assert env == {"PIP_INDEX_URL": "x", "PATH": "/bin"}
+
+
+def test_stdin_reaches_a_quiet_tool_only():
+    proc = runner.run([sys.executable, "-c", "import sys; print(sys.stdin.read()[::-1])"], "python",
+                      quiet=True, stdin="pw-1234")
+    assert proc.stdout == "4321-wp\n"
+    with pytest.raises(ValueError):  # a printed run could echo it
+        runner.run([sys.executable, "-c", "pass"], "python", stdin="pw-1234")
+
+
+def test_a_daemon_starts_in_its_own_session_with_a_clean_environment(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("REGISTRY_PASSWORD", "pw-1234")
+    log = tmp_path / "daemon.log"
+    code = "import os, sys; print(os.getsid(0) == os.getpid(), 'REGISTRY_PASSWORD' in os.environ, sys.stdin.read() == '')"
+    proc = runner.start([sys.executable, "-c", code], log)
+    assert proc.wait(timeout=60) == 0 and proc.pid != os.getpid()
+    assert log.read_text().split() == ["True", "False", "True"]

@@ -13,6 +13,7 @@ import fnmatch
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 # Names (shell patterns, matched case-insensitively) never passed to a subprocess.
 SECRET_PATTERNS = (
@@ -43,19 +44,31 @@ def clean_env(environ: Mapping[str, str] | None = None, *, drop: Sequence[str] =
 
 
 def run(argv: Sequence[str], source: str, *, env: Mapping[str, str] | None = None,
-        timeout: float | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
+        timeout: float | None = None, quiet: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run ``argv`` (a list: never a shell string) and wait; its output as text in the result.
 
     ``env`` defaults to clean_env(). ``quiet``: the output is only returned, not printed (a
-    tool asked for a value, like ``git rev-parse``). A missing program raises OSError and a
-    timeout subprocess.TimeoutExpired (the process is killed), for the caller to explain."""
+    tool asked for a value, like ``git rev-parse``). ``stdin``: text the tool reads (a password
+    goes there, never into argv, where ps shows it); quiet only, so nothing echoes it. A
+    missing program raises OSError and a timeout subprocess.TimeoutExpired (the process is
+    killed), for the caller to explain."""
     from home_mlops.output import ToolPipe
 
     argv = [str(a) for a in argv]
     env = dict(clean_env() if env is None else env)
     if quiet:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
-                              timeout=timeout)
+        given = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, **given)
+    if stdin is not None:
+        raise ValueError("stdin is for quiet runs only: a tool's echo of it would be printed")
     with ToolPipe(source) as out, ToolPipe(source) as err:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out.fd, stderr=err.fd, env=env, timeout=timeout)
     return subprocess.CompletedProcess(argv, proc.returncode, stdout=out.text, stderr=err.text)
+
+
+def start(argv: Sequence[str], log: Path) -> subprocess.Popen:
+    """Start a daemon that outlives the command (dockerd, the registry): its own session, no
+    stdin, clean_env(), its output appended to ``log``."""
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, env=clean_env())

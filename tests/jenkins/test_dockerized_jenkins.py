@@ -500,14 +500,16 @@ def test_platform_daemons_inherit_no_secret(monkeypatch, tmp_path):
 
     def record(argv, **kw):
         started.append((argv, kw.get("env")))
-        return SimpleNamespace(pid=0, stdout="home-mlops:$2y$hash\n")
+        return SimpleNamespace(pid=0, returncode=0, stdout="home-mlops:$2y$hash\n", stderr="")
 
     answers = iter([False, True])
     monkeypatch.setattr(platform, "_docker_up", lambda: next(answers))
     monkeypatch.setattr(platform, "_registry_answers", lambda: next(answers))
     monkeypatch.setattr(platform.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(platform.subprocess, "Popen", record)
-    monkeypatch.setattr(platform.subprocess, "run", record)
+    from home_mlops import runner  # the one place a program is started
+
+    monkeypatch.setattr(runner.subprocess, "Popen", record)
+    monkeypatch.setattr(runner.subprocess, "run", record)
     platform.ensure_dockerd()
     answers = iter([False, True])
     platform.ensure_registry()

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from home_mlops import env
+from home_mlops import env, runner
 from home_mlops.errors import ExitCode, HomeMlopsError, BadInput, NotFound, Unavailable
 from home_mlops.extras import require_installed
 from home_mlops.jenkins.client import (FOLDER, UNDEPLOY_SUFFIX, VIEW, JenkinsConfig, build_job, server as make_server,
@@ -110,25 +110,25 @@ def register_jobs(jobs: Path | None, names: list[str] | None) -> int:
         selected = list(dict.fromkeys(item for name in names or [] for item in register_items(name)))
         argv = jjb_argv(ini, jobs_dir, selected)
         say(f"> jenkins-jobs update {jobs_dir} -> {config.url}")
-        try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=600)
+        try:  # the Jenkins user and token reach it in the ini file, not the environment
+            ran = runner.run(argv, "jenkins-jobs", quiet=True, timeout=600)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise HomeMlopsError(f"could not run jenkins-jobs: {exc}",
                                  hint="pip install 'jenkins-job-builder>=6,<7' 'setuptools<81'") from None
-    for line in proc.stdout.splitlines():
+    said = ran.stdout + ran.stderr  # JJB logs to stderr, its results to stdout
+    for line in said.splitlines():
         if "pkg_resources" in line or line.startswith("  import pkg_resources"):
             continue
         say("  " + line)
-    if proc.returncode != 0:
-        tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
-        if "401" in proc.stdout or "403" in proc.stdout:
+    if ran.returncode != 0:
+        tail = said.strip().splitlines()[-1:] or ["(no output)"]
+        if "401" in said or "403" in said:
             raise BadInput(f"Jenkins at {config.url} refused user {config.user!r}: {tail[0]}",
                            "a valid API token in " + env.JENKINS_TOKEN.name)
-        if "Connection refused" in proc.stdout or "Max retries" in proc.stdout:
+        if "Connection refused" in said or "Max retries" in said:
             raise Unavailable(f"Jenkins at {config.url} did not answer: {tail[0]}",
                               "a running Jenkins at " + env.JENKINS_URL.name, "start it with docker/jenkins/start.sh")
-        raise HomeMlopsError(f"jenkins-jobs update failed (exit {proc.returncode}): {tail[0]}",
+        raise HomeMlopsError(f"jenkins-jobs update failed (exit {ran.returncode}): {tail[0]}",
                              code=ExitCode.UNAVAILABLE)
     say(f"ok registered {', '.join(names) if names else 'all jobs of ' + str(jobs_dir)}")
     return 0

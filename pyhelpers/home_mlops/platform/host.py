@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,10 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from home_mlops import console, env, readiness
+from home_mlops import console, env, readiness, runner
 from home_mlops.errors import Unavailable
 from home_mlops.build.labels import LABEL_BASE_RECIPE
-from home_mlops.runner import clean_env
 
 BASE_IMAGE = "home-mlops/python-base:3.11"
 REGISTRY_ADDR = "127.0.0.1:5000"
@@ -92,11 +90,8 @@ def ensure_dockerd() -> None:
             "apt-get install -y docker.io (make setup does this)",
         )
     console.step("starting dockerd (overlay2)")
-    log = open(platform_dir() / "dockerd.log", "ab")
     # Daemons outlive the command: they get no registry password, token or Jenkins variable.
-    subprocess.Popen(
-        [dockerd, "--storage-driver=overlay2"], stdout=log, stderr=log, start_new_session=True, env=clean_env()
-    )
+    runner.start([dockerd, "--storage-driver=overlay2"], platform_dir() / "dockerd.log")
     for _ in range(60):
         if _docker_up():
             console.ok("Docker daemon started")
@@ -150,10 +145,11 @@ def ensure_registry() -> RegistryCredentials:
         )
     folder = platform_dir() / "registry"
     # bcrypt line from htpasswd, the password on stdin (never in argv, where ps shows it).
-    line = subprocess.run(
-        ["htpasswd", "-niB", creds.user], input=creds.password, capture_output=True, text=True, check=True,
-        env=clean_env(),
-    ).stdout.strip()
+    made = runner.run(["htpasswd", "-niB", creds.user], "htpasswd", quiet=True, stdin=creds.password)
+    if made.returncode != 0:
+        raise Unavailable(f"htpasswd failed (exit {made.returncode}): {made.stderr.strip()[-300:]}",
+                          hint="apt-get install -y apache2-utils (make setup does this)")
+    line = made.stdout.strip()
     (folder / "htpasswd").write_text(line + "\n")
     config = {
         "version": 0.1,
@@ -164,11 +160,7 @@ def ensure_registry() -> RegistryCredentials:
     }
     (folder / "config.yml").write_text(yaml.safe_dump(config))
     console.step(f"starting the registry on {REGISTRY_ADDR}")
-    log = open(folder / "registry.log", "ab")
-    proc = subprocess.Popen(
-        [binary, "serve", str(folder / "config.yml")], stdout=log, stderr=log, start_new_session=True,
-        env=clean_env(),
-    )
+    proc = runner.start([binary, "serve", str(folder / "config.yml")], folder / "registry.log")
     (folder / "registry.pid").write_text(str(proc.pid))
     for _ in range(30):
         if _registry_answers():
@@ -225,17 +217,19 @@ def ensure_base_image(client=None, name: str = BASE_IMAGE) -> str:
     with tempfile.TemporaryDirectory(prefix="home-mlops-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         console.step(f"building {name} with debootstrap (about a minute)")
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={_BASE_PACKAGES}", "bookworm", str(rootfs), debian_mirror()],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env=clean_env(),
-        )
+        made = runner.run(["debootstrap", "--variant=minbase", f"--include={_BASE_PACKAGES}", "bookworm", str(rootfs),
+                           debian_mirror()], "debootstrap", quiet=True)  # its hundreds of lines only on failure
+        if made.returncode != 0:
+            raise Unavailable(f"debootstrap failed (exit {made.returncode}): "
+                              f"{(made.stderr or made.stdout).strip()[-600:]}",
+                              hint="check the host's Debian mirror (/etc/apt/sources.list*) and the network, then retry")
         # Trim what a runtime never needs: apt lists, docs, man pages, caches.
         for rel in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info"):
             shutil.rmtree(rootfs / rel, ignore_errors=True)
         tarball = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], check=True, env=clean_env())
+        packed = runner.run(["tar", "-C", str(rootfs), "-cf", str(tarball), "."], "tar", quiet=True)
+        if packed.returncode != 0:
+            raise Unavailable(f"packing the base image's root folder failed: {packed.stderr.strip()[-300:]}")
         repo, tag = name.rsplit(":", 1)
         client.api.import_image_from_file(
             str(tarball), repository=repo, tag=tag, changes=[f"LABEL {BASE_RECIPE_LABEL}={BASE_RECIPE}"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,4 +32,6 @@ def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_d
 
 def serve(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None) -> None:
     argv = server_argv(host, port, backend_store_uri, artifacts_destination)
-    os.execv(argv[0], argv) if os.path.isabs(argv[0]) else subprocess.run(argv, check=True)
+    # The server replaces this process (Ctrl-C and the supervisor's signals reach it directly), with
+    # our environment: its artifact store may need the cloud credentials the runner would drop.
+    os.execvp(argv[0], argv)
