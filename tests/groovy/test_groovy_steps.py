@@ -45,6 +45,9 @@ REFS = ["127.0.0.1:5000/home-mlops", "127.0.0.1:5999/x", "localhost/x", "localho
         "index.docker.io/team/x", "GHCR.io/org/x"]
 TRACKING = "http://127.0.0.1:8001"
 MODELS_URI = "models:/house-prices@champion"
+# A port outside every test module's range: nothing listens there, even with tests running in parallel.
+NOTHING_LISTENS_PORT = 19690
+NOTHING_LISTENS = f"http://127.0.0.1:{NOTHING_LISTENS_PORT}"
 FAKE_CLI = """#!/usr/bin/env bash
 # A stand-in for home-mlops: records its argv and environment, then behaves per FAKE_MODE.
 cmd="$1"
@@ -191,18 +194,18 @@ def _scenarios(tmp: Path) -> dict[str, dict]:
                                        "code": "return bentoBuild(ensureHelper: true)"}
     # Real shell against the real CLI (no terminal, as under Jenkins): what reaches the console.
     cli_env = dict(env, PATH=f"{runner.VENV_BIN}:/usr/bin:/bin", HOME_MLOPS_HOME=str(tmp / "real-cli-state"))
-    # a tracking server on a port of this test's range where nothing listens: exit 7, quickly
+    # a tracking server on a port no test serves on (outside every test's range): exit 7, quickly
     s["real-cli-unavailable"] = {"target": "code", "mode": "real", "code": "return bentoBuild()",
-                                 "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18600")}
+                                 "env": dict(cli_env, MLFLOW_TRACKING_URI=NOTHING_LISTENS)}
     s["real-cli-undeploy"] = {"target": "code", "mode": "real", "env": cli_env,
                               "code": "return undeployApp(app: 'hmt-f-none')"}
     # a registered model version as RUN_ID (issue 15): through the Jenkinsfile, and accepted by the real CLI
     s["pipeline-models-uri"] = {"target": "jenkinsfile", "env": env, "params": dict(PARAMS, RUN_ID=MODELS_URI),
                                 "sh": {"rules": ok_rules()}}
     s["real-cli-models-uri"] = {"target": "code", "mode": "real", "code": f"return bentoBuild(runId: '{MODELS_URI}')",
-                                "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18701")}
+                                "env": dict(cli_env, MLFLOW_TRACKING_URI=NOTHING_LISTENS)}
     s["real-cli-models-uri-hostile"] = {"target": "code", "mode": "real", "code": "return bentoBuild(runId: 'models:/x@v1')",
-                                        "env": dict(cli_env, MLFLOW_TRACKING_URI="http://127.0.0.1:18701")}
+                                        "env": dict(cli_env, MLFLOW_TRACKING_URI=NOTHING_LISTENS)}
     for name, scenario in s.items():
         scenario["name"] = name
     return s
@@ -650,7 +653,7 @@ def test_models_uri_run_id_through_the_jenkinsfile(rec):
     assert result["exit_code"] == 7 and "models:/house-prices@champion" in result["error"], result
     # a reserved alias is refused before any connection, exit 2
     result = json.loads((Path(rec["real-cli-models-uri-hostile"]["workspace"]) / "home-mlops-bento.json").read_text())
-    assert result["exit_code"] == 2 and "18701" not in json.dumps(result), result
+    assert result["exit_code"] == 2 and str(NOTHING_LISTENS_PORT) not in json.dumps(result), result
 
 
 @pytest.mark.parametrize("name", ["deploy-k8s-kubeconfig", "undeploy-k8s-kubeconfig"])
