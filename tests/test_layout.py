@@ -20,5 +20,5 @@ def test_every_test_file_is_collected():
 def test_test_folders_mirror_the_package():
     package = TESTS.parent / "pyhelpers" / "home_mlops"
     stages = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    for folder in ("resolve", "build", "deploy", "gateway", "jenkins", "cli", "k8s"):
+    for folder in ("resolve", "build", "deploy", "gateway", "jenkins", "cli", "k8s", "platform"):
         assert folder in stages and (TESTS / folder).is_dir(), folder

@@ -482,38 +482,3 @@ def test_put_secret_writes_a_file_only_jenkins_reads(tmp_path):
     finally:
         client.volumes.get(volume).remove(force=True) if any(v.name == volume for v in client.volumes.list()) else None
         client.images.remove(image, force=True)
-
-
-def test_platform_daemons_inherit_no_secret(monkeypatch, tmp_path):
-    """dockerd and the registry outlive the command that starts them: whatever secrets that
-    command had (a bound REGISTRY_PASSWORD, Jenkins' variables) must not live on in them.
-    Unit test of the wiring (starting a second dockerd here is not allowed)."""
-    from types import SimpleNamespace
-
-    from home_mlops.platform import host as platform
-
-    secrets = {"REGISTRY_PASSWORD": "hmt-d-reg", "JENKINS_ADMIN_PASSWORD": "hmt-d-admin", "MY_API_TOKEN": "hmt-d-tok"}
-    for name, value in secrets.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("HOME_MLOPS_PLATFORM_DIR", str(tmp_path))
-    started: list[tuple[list[str], dict]] = []
-
-    def record(argv, **kw):
-        started.append((argv, kw.get("env")))
-        return SimpleNamespace(pid=0, returncode=0, stdout="home-mlops:$2y$hash\n", stderr="")
-
-    answers = iter([False, True])
-    monkeypatch.setattr(platform, "_docker_up", lambda: next(answers))
-    monkeypatch.setattr(platform, "_registry_answers", lambda: next(answers))
-    monkeypatch.setattr(platform.shutil, "which", lambda name: f"/usr/bin/{name}")
-    from home_mlops import runner  # the one place a program is started
-
-    monkeypatch.setattr(runner.subprocess, "Popen", record)
-    monkeypatch.setattr(runner.subprocess, "run", record)
-    platform.ensure_dockerd()
-    answers = iter([False, True])
-    platform.ensure_registry()
-    assert [argv[0] for argv, _ in started] == ["/usr/bin/dockerd", "htpasswd", "/usr/bin/docker-registry"]
-    for argv, env in started:
-        assert env is not None and env.get("PATH") == os.environ["PATH"], argv
-        assert not set(secrets) & set(env), argv
