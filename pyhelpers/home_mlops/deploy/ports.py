@@ -12,6 +12,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 
+from home_mlops.deploy.docker_host import DockerHost
 from home_mlops.deploy.specs import LABEL_APP, LABEL_BIND, LABEL_PORT, LABEL_ROLE, LABEL_RUN, LABEL_SLOT, LOOPBACK
 from home_mlops.errors import DeployFailed
 
@@ -52,15 +53,10 @@ def free_port() -> int:
         sock.close()
 
 
-def _labelled(client, label: str) -> list[dict]:
-    """Docker's container list itself (no inspect per container: nothing to race with a removal)."""
-    return client.api.containers(all=True, filters={"label": label})
-
-
-def holders(client, port: int) -> list[PortHolder]:
+def holders(host: DockerHost, port: int) -> list[PortHolder]:
     """home-mlops containers that hold (or will hold again on restart) ``port``."""
     found = []
-    for c in _labelled(client, f"{LABEL_PORT}={port}"):
+    for c in host.listed(f"{LABEL_PORT}={port}"):
         if c.get("State") not in _HOLDING:
             continue
         labels = c.get("Labels") or {}
@@ -70,9 +66,9 @@ def holders(client, port: int) -> list[PortHolder]:
     return found
 
 
-def check_public_port(client, app: str, port: int, bind: str) -> None:
+def check_public_port(host: DockerHost, app: str, port: int, bind: str) -> None:
     """DeployFailed (6) unless ``port`` on ``bind`` is free or held only by this app's public front door."""
-    held = holders(client, port)
+    held = holders(host, port)
     others = [h for h in held if h.app != app]
     if others:
         h = others[0]
@@ -92,14 +88,14 @@ def check_public_port(client, app: str, port: int, bind: str) -> None:
         )
 
 
-def pick_private_port(client, public_port: int) -> int:
+def pick_private_port(host: DockerHost, public_port: int) -> int:
     """A loopback port in 3000-3999 no home-mlops container claims and nothing listens on.
 
     Call it under the host deploy lock and create the container before releasing it:
     the container's port label is what keeps a concurrent deploy off the same port.
     """
     claimed = set()
-    for c in _labelled(client, LABEL_PORT):
+    for c in host.listed(LABEL_PORT):
         try:
             claimed.add(int((c.get("Labels") or {}).get(LABEL_PORT, "")))
         except ValueError:

@@ -47,8 +47,9 @@ from typing import Any, Callable, Iterator
 from home_mlops import console
 from home_mlops.interrupts import Guard, interruptible
 from home_mlops.error_kinds import Kind, classify
-from home_mlops.deploy import state
+from home_mlops.deploy import docker_host, state
 from home_mlops.deploy.app_settings import SERVING_ROLES, DeploySettings
+from home_mlops.deploy.docker_host import DockerHost, as_host
 from home_mlops.deploy.ports import check_public_port, free_port, pick_private_port
 from home_mlops.deploy.probe import KEEP_SERVING, scrub, sends_deploy_id, smoke, verify_public, wait_ready
 from home_mlops.deploy.specs import (
@@ -59,7 +60,7 @@ from home_mlops.deploy.status import status
 from home_mlops.records import Deployment
 from home_mlops.errors import BadInput, DeployFailed, HomeMlopsError, NotFound, Unavailable
 from home_mlops.params import validate_app
-from home_mlops.platform.host import docker_client, enable_reuseport_migration
+from home_mlops.platform.host import enable_reuseport_migration
 from home_mlops.build.registry import auth_for
 from home_mlops.build.trust import require_trusted
 
@@ -89,13 +90,15 @@ class _Started:
 _REFUSED_LOGIN = ("unauthorized", "no basic auth", "authentication required")
 
 
-def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
-    """The local image id of ``ref``; pulled from its registry when it is not here."""
+def ensure_image(host: DockerHost, ref: str, registry_auth: dict | None) -> str:
+    """The local image id of ``ref``; pulled from its registry when it is not here
+    (``host``: a DockerHost, or a docker SDK client, which is wrapped)."""
     import docker.errors
     from docker.utils import parse_repository_tag
 
+    host = as_host(host)
     try:
-        return client.images.get(ref).id
+        return host.image_id(ref)
     except docker.errors.ImageNotFound:
         pass
     repo, tag = parse_repository_tag(ref)
@@ -103,9 +106,9 @@ def ensure_image(client, ref: str, registry_auth: dict | None) -> str:
     auth = registry_auth if registry_auth is not None else auth_for(ref)
     console.step(f"pulling {ref}")
     try:
-        image = client.images.pull(repo, tag=tag or "latest", auth_config=auth)
+        image_id = host.pull(repo, tag or "latest", auth)
         console.ok(f"pulled {ref}")
-        return image.id
+        return image_id
     except docker.errors.APIError as exc:
         text = scrub(str(exc.explanation or exc), [(auth or {}).get("password", "")])
         if classify(exc) is Kind.NOT_FOUND:  # the daemon passes the registry's 404 on (manifest/name unknown)
@@ -147,16 +150,11 @@ def _interruptible() -> Iterator[Guard]:
 # --------------------------------------------------------------------------- containers
 
 
-def _run(client, spec: dict, started: _Started):
+def _run(host: DockerHost, spec: dict, started: _Started):
     import docker.errors
 
     try:
-        container = client.containers.run(
-            detach=True,
-            network_mode="host",
-            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
-            **spec,
-        )
+        container = host.run(spec)
     except docker.errors.APIError as exc:
         raise DeployFailed(f"docker could not start {spec['name']}: {exc.explanation or exc}") from None
     started.containers.append(container)
@@ -172,15 +170,14 @@ def _remove(container, *, stop_timeout: int | None = None) -> None:
         pass
 
 
-def _app_containers(client, app: str, **labels: str) -> list:
+def _app_containers(host: DockerHost, app: str, **labels: str) -> list:
     filters = [f"{LABEL_APP}={app}"] + [f"{LABEL_PREFIX}{k}={v}" for k, v in labels.items()]
-    # ignore_removed: another deploy may remove a container between docker's list and inspect
-    return client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
+    return as_host(host).containers(filters)
 
 
-def _front_doors(client, app: str) -> list:
+def _front_doors(host: DockerHost, app: str) -> list:
     """The app's public front doors, whatever their role (a mode change replaces a gateway by a server)."""
-    return _app_containers(client, app, slot="public")
+    return _app_containers(host, app, slot="public")
 
 
 _public_gateways = _front_doors  # the name tests and benches use
@@ -199,6 +196,7 @@ class _Job:
     state_base: Path | None
     strategy: str
     guard: Guard
+    host: DockerHost  # the Docker Engine every step of this deploy uses
     record: bool = True
     on_switched: Callable[[], None] | None = None
 
@@ -221,14 +219,15 @@ def deploy(release: Release, settings: DeploySettings | None = None, *, registry
     if strategy not in ("reuseport", "recreate"):
         raise BadInput(f"unknown deploy strategy {strategy!r}", "reuseport or recreate")
     with _interruptible() as guard, state.app_lock(release.app, f"deploying run {release.run_id}", state_base):
-        return _deploy_locked(_Job(release, settings, registry_auth, state_base, strategy, guard))
+        return _deploy_locked(_Job(release, settings, registry_auth, state_base, strategy, guard,
+                                   docker_host.connect()))
 
 
-def _start_on_private_port(client, job: _Job, started: _Started, make_spec: Callable[[int], dict]):
+def _start_on_private_port(job: _Job, started: _Started, make_spec: Callable[[int], dict]):
     """Pick a loopback port and start the container that claims it, both under the host lock."""
     with state.host_lock(f"{job.release.app}: picking a port", job.settings.ready_timeout, job.state_base):
-        port = pick_private_port(client, job.settings.port)
-        return port, _run(client, make_spec(port), started)
+        port = pick_private_port(job.host, job.settings.port)
+        return port, _run(job.host, make_spec(port), started)
 
 
 def smoke_body(role: str, payload: dict) -> dict:
@@ -245,16 +244,16 @@ def _deploy_locked(job: _Job) -> DeployResult:
     front = front_door(settings)
     started_at = time.monotonic()
     deadline = started_at + settings.ready_timeout
-    client = docker_client()
+    host = job.host
     enable_reuseport_migration()
 
     console.step(f"deploy {app}: run {release.run_id} on {bind}:{port} (serving {settings.serving})")
     # leftovers of an interrupted deploy (the app lock says no deploy of this app is running now)
-    for c in _app_containers(client, app, slot="candidate"):
+    for c in _app_containers(host, app, slot="candidate"):
         _remove(c)
-    check_public_port(client, app, port, bind)  # fail before anything is pulled or started; again at the switch
+    check_public_port(host, app, port, bind)  # fail before anything is pulled or started; again at the switch
     for role in SERVING_ROLES[settings.serving]:
-        ensure_image(client, release.image(role), job.registry_auth)
+        ensure_image(host, release.image(role), job.registry_auth)
 
     deploy_id = time.strftime("%m%d%H%M%S") + secrets.token_hex(2)
     deployed_at = state.now_iso()
@@ -273,7 +272,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
             def bento_of(p: int) -> dict:
                 return bento_spec(release, Slot("bento", bento_name, p, deploy_id, deployed_at), settings)
 
-            bento_port, model_server = _start_on_private_port(client, job, started, bento_of)
+            bento_port, model_server = _start_on_private_port(job, started, bento_of)
             kept["bento"] = (bento_name, bento_of(bento_port))
             console.step(f"started model server {bento_name} on {LOOPBACK}:{bento_port}")
             wait_ready(model_server, f"http://{LOOPBACK}:{bento_port}/readyz", deadline, "the model server",
@@ -289,7 +288,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
         def candidate_of(p: int) -> dict:
             return SPECS[front](release, front_slot(cand_name, p, "candidate"), settings)
 
-        cand_port, cand = _start_on_private_port(client, job, started, candidate_of)
+        cand_port, cand = _start_on_private_port(job, started, candidate_of)
         console.step(f"started candidate {front} on {LOOPBACK}:{cand_port}")
         wait_ready(cand, f"http://{LOOPBACK}:{cand_port}/readyz", deadline, f"the candidate {front}", job.secrets)
         if release.smoke_payload:
@@ -306,13 +305,13 @@ def _deploy_locked(job: _Job) -> DeployResult:
         public_spec = SPECS[front](release, front_slot(public_name, port, "public"), settings)
         kept[front] = (public_name, public_spec)
         with state.host_lock(f"{app}: switching port {port}", settings.ready_timeout, job.state_base):
-            check_public_port(client, app, port, bind)
-            old_fronts = _front_doors(client, app)
+            check_public_port(host, app, port, bind)
+            old_fronts = _front_doors(host, app)
             old_running = [g for g in old_fronts if g.status == "running"]
             previous_run_id = old_running[0].labels.get(LABEL_RUN) if old_running else None
             job.guard.check()  # nothing is switched after a signal, even one a probe swallowed
             switch_start = time.monotonic()
-            public = _switch(client, job, public_spec, old_running, started, old_stopped, deploy_id,
+            public = _switch(job, public_spec, old_running, started, old_stopped, deploy_id,
                              max(deadline, time.monotonic() + 30))
             switched = True
             job.guard.armed = False
@@ -329,7 +328,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
                          "the old deployment keeps serving")
             # by label too: a signal may land between docker starting a container and our noting it
             tracked = {c.id for c in started.containers}
-            late = [c for c in _app_containers(client, app, **{"deploy-id": deploy_id}) if c.id not in tracked]
+            late = [c for c in _app_containers(host, app, **{"deploy-id": deploy_id}) if c.id not in tracked]
             for c in [*reversed(started.containers), *late]:
                 _remove(c)
             for c in old_stopped:  # a bind change stopped the old front door first: it serves again
@@ -345,7 +344,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
         raise DeployFailed(f"deploy of run {release.run_id} failed: {type(exc).__name__}: "
                            f"{scrub(str(exc), job.secrets)}", hint=KEEP_SERVING) from exc
 
-    for c in _app_containers(client, app):
+    for c in _app_containers(host, app):
         if c.labels.get(LABEL_DEPLOY_ID) != deploy_id:
             console.step(f"stopping {c.labels.get(LABEL_ROLE, 'container')} {c.name} of an earlier deploy")
             _remove(c, stop_timeout=STOP_TIMEOUT)
@@ -376,7 +375,7 @@ def _deploy_locked(job: _Job) -> DeployResult:
     )
 
 
-def _switch(client, job: _Job, gw_spec: dict, old_running: list, started: _Started, old_stopped: list,
+def _switch(job: _Job, gw_spec: dict, old_running: list, started: _Started, old_stopped: list,
             deploy_id: str, deadline: float):
     """Start the new public front door and make sure it answers; returns its container.
 
@@ -399,7 +398,7 @@ def _switch(client, job: _Job, gw_spec: dict, old_running: list, started: _Start
         same_port = []
     old_sends_id = sends_deploy_id(port) if same_port else None
     console.step(f"starting public front door {gw_spec['name']} on {bind}:{port}")
-    gateway = _run(client, gw_spec, started)
+    gateway = _run(job.host, gw_spec, started)
     verify_public(gateway, port, deploy_id, deadline, job.secrets, old_sends_id)
     return gateway
 
@@ -425,7 +424,8 @@ def rollback(app: str, *, registry_auth: dict | None = None, state_base: Path | 
                           previous.get("smoke_payload"), previous.get("server_image", ""))
         settings = DeploySettings(**saved)
         return _deploy_locked(_Job(
-            release.validate(settings.serving), settings, registry_auth, state_base, "reuseport", guard, record=False,
+            release.validate(settings.serving), settings, registry_auth, state_base, "reuseport", guard,
+            docker_host.connect(), record=False,
             on_switched=lambda: state.mark_rolled_back(app, current["run_id"], state_base),
         ))
 
@@ -438,8 +438,7 @@ def undeploy(app: str, *, state_base: Path | None = None) -> list[str]:
     records the undeploy in the app's history. Returns the removed containers' names."""
     validate_app(app)
     with state.app_lock(app, "undeploying", state_base):
-        client = docker_client()
-        containers = _app_containers(client, app)
+        containers = _app_containers(docker_host.connect(), app)
         containers.sort(key=lambda c: c.labels.get(LABEL_ROLE) != "gateway")
         names = []
         for c in containers:
