@@ -12,11 +12,8 @@ platform: setup
 demo: setup
 	bash scripts/demo.sh
 
-# Two workers (pytest-xdist), a test file each at a time: half the suite waits on Docker
-# builds, containers and servers while the other half computes. TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
 test: platform
-	.venv/bin/pytest -p no:cacheprovider -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	.venv/bin/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
 
 # Everything but the Docker image builds and deploys.
 test-fast: setup
