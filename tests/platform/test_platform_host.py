@@ -1,21 +1,13 @@
-"""platform/: the host's daemons (dockerd, the registry) and the MLflow tracking server."""
+"""platform/: the host's daemons (dockerd, the registry) and the MLflow tracking server's command line
+(the server itself, execed by `home-mlops mlflow-server`, is checked in tests/resolve/test_resolve_tracking.py)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from home_mlops.errors import BadInput
 from home_mlops.platform import tracking_server
-
-CLI = str(Path(sys.executable).parent / "home-mlops")
 
 
 def test_platform_daemons_inherit_no_secret(monkeypatch, tmp_path):
@@ -62,42 +54,3 @@ def test_tracking_server_argv_takes_only_stores_it_can_serve(tmp_path, monkeypat
     for destination in ("ftp://host/x", "relative/folder", "hdfs://nn/x"):
         with pytest.raises(BadInput):
             tracking_server.server_argv("127.0.0.1", 5099, None, destination)
-
-
-def test_mlflow_server_command_serves_and_stops_on_sigterm(tmp_path):
-    """`home-mlops mlflow-server` execs the MLflow server itself: /health answers, and the
-    signal a supervisor sends reaches the server (the command leaves no orphan behind)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "HOME_MLOPS_HOME": str(tmp_path)}
-    proc = subprocess.Popen([CLI, "mlflow-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("the MLflow server never answered /health")
-        proc.send_signal(signal.SIGTERM)  # to the command's own pid: after the exec, the server's
-        proc.wait(timeout=60)
-        deadline = time.monotonic() + 60  # its workers go with it: nothing answers on the port
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-            except httpx.HTTPError:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the MLflow server's workers still answer after the command was stopped")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

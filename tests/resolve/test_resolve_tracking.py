@@ -6,6 +6,7 @@ that logged two models, the experiment/run ownership check, and an unreachable s
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def server(tmp_path_factory):
                 pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
         yield url, root
+        # `home-mlops mlflow-server` execs the server: the SIGTERM a supervisor sends the command's
+        # pid stops the server and its workers (no orphan keeps answering on the port).
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            except OSError:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow server's workers still answer after SIGTERM to home-mlops mlflow-server")
     finally:
         stop_process_group(proc, timeout=30)
         log.close()
