@@ -12,12 +12,19 @@ platform: setup
 demo: setup
 	bash scripts/demo.sh
 
+# Two workers (pytest-xdist), one test file each at a time: the serial suite keeps one of two
+# cores busy (it waits on Docker builds, containers and servers). Files go out in the order
+# tests/conftest.py sorts them, slowest first (--no-loadscope-reorder keeps that order; xdist's
+# own puts the files with the most tests first, which leaves the long Docker files for last).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+XDIST = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: platform
-	.venv/bin/pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+	.venv/bin/pytest -p no:cacheprovider -ra $(XDIST) $(PYTEST_ARGS)
 
 # Everything but the Docker image builds and deploys.
 test-fast: setup
-	.venv/bin/pytest -p no:cacheprovider -ra -m "not docker" $(PYTEST_ARGS)
+	.venv/bin/pytest -p no:cacheprovider -ra -m "not docker" $(XDIST) $(PYTEST_ARGS)
 
 # The static check for Jenkins CPS pitfalls in the Jenkinsfile and the shared library
 # (make test runs it too: tests/groovy/test_cps_check.py).

@@ -236,6 +236,19 @@ threading.Event().wait()  # the drain thread ends the process
 B_PORTS = range(18200, 18300)  # helper B's test and bench ports (tests never use another range)
 
 
+def worker_share(ports: range) -> list[int]:
+    """This pytest-xdist worker's ports of ``ports`` (every n-th, n = the number of workers).
+
+    Several modules draw from B_PORTS, and two of them may run at once on two workers: a port
+    one picked but has not yet claimed with a container could otherwise be picked twice."""
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    return [p for i, p in enumerate(ports) if i % count == index]
+
+
 def free_test_port(ports: range = B_PORTS, exclude: frozenset[int] = frozenset()) -> int:
     """A port of ``ports`` that nothing listens on (any address) and no home-mlops container claims."""
     import random
@@ -245,7 +258,7 @@ def free_test_port(ports: range = B_PORTS, exclude: frozenset[int] = frozenset()
 
     claimed = {(c.get("Labels") or {}).get("io.homemlops.port")
                for c in docker.from_env().api.containers(all=True, filters={"label": "io.homemlops.port"})}
-    choices = [p for p in ports if str(p) not in claimed and p not in exclude]
+    choices = [p for p in worker_share(ports) if str(p) not in claimed and p not in exclude]
     random.shuffle(choices)
     for port in choices:
         with socket.socket() as sock:

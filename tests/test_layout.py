@@ -6,15 +6,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 
 
-def test_every_test_file_is_collected():
+@pytest.fixture(scope="module")
+def collected() -> list[str]:
+    """The test files in the order pytest collects them (the order xdist hands them out)."""
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"],
                           cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
-    collected = {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return list(dict.fromkeys(line.split("::")[0] for line in done.stdout.splitlines() if "::" in line))
+
+
+def test_every_test_file_is_collected(collected):
     on_disk = {str(p.relative_to(TESTS.parent)) for p in TESTS.rglob("test_*.py")}
-    assert on_disk - collected == set(), done.stdout[-3000:] + done.stderr[-3000:]
+    assert on_disk - set(collected) == set()
+
+
+def test_the_slowest_files_are_collected_first(collected):
+    """make test's two workers take whole files in collection order; a renamed slow file that
+    silently fell to the end of the queue would leave one worker running it alone."""
+    from conftest import SLOWEST_FIRST
+
+    assert collected[:len(SLOWEST_FIRST)] == list(SLOWEST_FIRST)
 
 
 def test_test_folders_mirror_the_package():

@@ -114,9 +114,11 @@ def _remove_tree(client, image_id: str) -> None:
     """The image and every image built on it (the classic builder's intermediate layers), children first."""
     import docker.errors
 
-    for child in client.images.list(all=True):
-        if child.attrs.get("Parent") == image_id:
-            _remove_tree(client, child.id)
+    # docker's own list (dicts): images.list() inspects each image it lists, and an image that a
+    # test on the other xdist worker removes in between would raise ImageNotFound here
+    for child in client.api.images(all=True):
+        if child.get("ParentId") == image_id:
+            _remove_tree(client, child["Id"])
     try:
         client.images.remove(image_id, force=True, noprune=False)
     except docker.errors.ImageNotFound:
@@ -228,8 +230,8 @@ def test_a_pipeline_without_a_terminal(trained_run, local_platform, tmp_path):
         assert undone.returncode == 0, undone.stderr
         client = docker.from_env()
         for role in ("bento", "gateway"):
-            for image in client.images.list(name=f"{local_platform.registry}/{app}-{role}"):
-                client.images.remove(image.id, force=True)
+            for image in client.api.images(name=f"{local_platform.registry}/{app}-{role}"):
+                client.images.remove(image["Id"], force=True)
 
 
 def test_a_deploy_failure_returns_the_model_servers_log_scrubbed(monkeypatch):

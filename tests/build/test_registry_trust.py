@@ -320,8 +320,10 @@ def our_images():
     import docker
 
     client = docker.from_env()
-    for image in client.images.list():
-        for tag in image.tags:
+    # docker's own list (dicts, no inspect per image): another xdist worker may remove an image
+    # between a listing and its inspect
+    for image in client.api.images():
+        for tag in image.get("RepoTags") or ():
             if tag.startswith("127.0.0.1:18") and f"/{TEST_APP}-" in tag:
                 client.images.remove(tag, noprune=False)
 
