@@ -56,6 +56,13 @@ def remote_digest(ref: str, auth: dict | None) -> str | None:
         raise PushFailed(_describe(exc, ref, auth), hint=_push_hint(str(exc), exc.status_code)) from None
 
 
+def check_before_build(ref: str) -> None:
+    """Ask ref's registry for the tag before a build that will push it: an untrusted host (exit 2),
+    an unreachable registry or refused credentials (exit 5) then fail in seconds, not after the build."""
+    console.step(f"checking the registry for {ref} before building")
+    remote_digest(ref, auth_for(ref))
+
+
 def remote_inputs_digest(ref: str, auth: dict | None) -> str | None:
     """Pull the tag as it is in the registry and read our inputs label."""
     require_trusted(ref)

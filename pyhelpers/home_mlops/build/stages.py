@@ -14,7 +14,7 @@ from home_mlops.build.docker_build import INPUTS_LABEL, build_image
 from home_mlops.build.labels import image_labels
 from home_mlops.params import JobParams
 from home_mlops.platform.host import BASE_IMAGE
-from home_mlops.build.registry import push
+from home_mlops.build.registry import check_before_build, push
 from home_mlops.deploy.app_settings import SERVING_ROLES
 from home_mlops.records import BentoImage, BuiltImage, Deployment, SkippedBuild
 from home_mlops.resolve.resolver import ResolvedModel
@@ -54,12 +54,14 @@ def bento_build(params: JobParams, resolved: ResolvedModel, *, base_image: str, 
     if not resolved.signature:
         console.warn("the model has no signature: inputs are passed through unchecked")
     check_python(resolved, base_image)
+    ref = image_ref(params, "bento", resolved)
+    if do_push:
+        check_before_build(ref)
     model = import_model(params.app, resolved)
     work = settings.builds_dir() / params.app / model_version(resolved)
     source = render_source(work / "bento", params.app, resolved, base_image, resolved.requirements)
     bento = build_bento(source, model_version(resolved))
     context = render_context(work / "image", params.app, source, bento, model, base_image, resolved.requirements)
-    ref = image_ref(params, "bento", resolved)
     info = build_image(context, ref, image_labels(params.app, "bento", resolved), what="bento")
     digest = push(ref, info.labels, force=force) if do_push else None
     return BentoImage(
@@ -80,6 +82,8 @@ def fastapi_build(params: JobParams, resolved: ResolvedModel, *, base_image: str
     else:
         from home_mlops.build.gateway_image import build_gateway_image as build
     ref = image_ref(params, role, resolved)
+    if do_push:
+        check_before_build(ref)
     info = build(params.app, resolved, ref, base_image, image_labels(params.app, role, resolved))
     digest = push(ref, info.labels, force=force) if do_push else None
     return BuiltImage(**image_result(params, resolved, info, digest), role=role, serving=serving)
