@@ -51,6 +51,8 @@ def test_tracking_server_argv_takes_only_stores_it_can_serve(tmp_path, monkeypat
     assert argv[1:] == ["server", "--host", "127.0.0.1", "--port", "5099",
                         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
                         "--artifacts-destination", (tmp_path / "artifacts").as_uri(), "--serve-artifacts"]
+    workers = tracking_server.server_argv("127.0.0.1", 5099, None, str(tmp_path / "artifacts"), workers=2)
+    assert workers == [*argv, "--workers", "2"]
     for destination in ("ftp://host/x", "relative/folder", "hdfs://nn/x"):
         with pytest.raises(BadInput):
             tracking_server.server_argv("127.0.0.1", 5099, None, destination)

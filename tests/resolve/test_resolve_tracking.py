@@ -34,7 +34,8 @@ def server(tmp_path_factory):
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(
         [CLI, "mlflow-server", "--port", str(port), "--backend-store-uri", f"sqlite:///{root / 'db'}",
-         "--artifacts-destination", str(root / "artifacts")],
+         # two workers, not MLflow's four: half the start-up, and still more than one for the SIGTERM check
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "2"],
         env=cli_env(root / "state"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -101,12 +101,16 @@ def mlflow_server(
     artifacts_destination: Optional[str] = typer.Option(
         None, help="Where artifacts go: a folder or gs://bucket/prefix (default: the local artifact folder)"
     ),
+    workers: Optional[int] = typer.Option(
+        None, min=1, max=64, help="Server worker processes (default: MLflow's own, 4)"
+    ),
 ) -> None:
     """Start an MLflow tracking server that proxies artifacts (clients need only HTTP)."""
     from home_mlops.platform.tracking_server import serve
 
     def body() -> dict[str, Any]:
-        serve(host=host, port=port, backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination)
+        serve(host=host, port=port, backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
+              workers=workers)
         return {}
 
     run_command("mlflow-server", None, body)

@@ -10,7 +10,8 @@ from home_mlops import settings
 from home_mlops.errors import BadInput
 
 
-def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None) -> list[str]:
+def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None,
+                workers: int | None = None) -> list[str]:
     backend = backend_store_uri or settings.default_tracking_uri()
     destination = artifacts_destination or settings.default_artifact_root().as_uri()
     if not destination.startswith(("gs://", "s3://", "file:", "/")):
@@ -27,11 +28,15 @@ def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_d
         "--backend-store-uri", backend,
         "--artifacts-destination", destination,
         "--serve-artifacts",
+        # MLflow starts 4 workers by default, each importing the whole server: on a 2-core home
+        # machine that is most of its start-up time, for a server a team of a few people uses
+        *(["--workers", str(workers)] if workers else []),
     ]
 
 
-def serve(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None) -> None:
-    argv = server_argv(host, port, backend_store_uri, artifacts_destination)
+def serve(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None,
+          workers: int | None = None) -> None:
+    argv = server_argv(host, port, backend_store_uri, artifacts_destination, workers)
     # The server replaces this process (Ctrl-C and the supervisor's signals reach it directly), with
     # our environment: its artifact store may need the cloud credentials the runner would drop.
     os.execvp(argv[0], argv)
