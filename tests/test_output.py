@@ -114,15 +114,21 @@ def _remove_tree(client, image_id: str) -> None:
     """The image and every image built on it (the classic builder's intermediate layers), children first."""
     import docker.errors
 
-    # docker's own list (dicts): images.list() inspects each image it lists, and an image that a
-    # test on the other xdist worker removes in between would raise ImageNotFound here
-    for child in client.api.images(all=True):
-        if child.get("ParentId") == image_id:
-            _remove_tree(client, child["Id"])
-    try:
-        client.images.remove(image_id, force=True, noprune=False)
-    except docker.errors.ImageNotFound:
-        pass
+    # docker's own list (dicts), read once: images.list() inspects each image it lists, and an
+    # image that a test on the other xdist worker removes in between would raise ImageNotFound
+    children: dict[str, list[str]] = {}
+    for image in client.api.images(all=True):
+        children.setdefault(image.get("ParentId"), []).append(image["Id"])
+
+    def remove(node: str) -> None:
+        for child in children.get(node, ()):
+            remove(child)
+        try:
+            client.images.remove(node, force=True, noprune=False)
+        except docker.errors.ImageNotFound:
+            pass
+
+    remove(image_id)
 
 
 @pytest.fixture

@@ -58,7 +58,8 @@ def remote_digest(ref: str, auth: dict | None) -> str | None:
 
 def check_before_build(ref: str) -> None:
     """Ask ref's registry for the tag before a build that will push it: an untrusted host (exit 2),
-    an unreachable registry or refused credentials (exit 5) then fail in seconds, not after the build."""
+    an unreachable registry or refused credentials (exit 5) then fail in seconds, not after the build.
+    ``push`` asks again after the build: someone may push the tag while it runs."""
     console.step(f"checking the registry for {ref} before building")
     remote_digest(ref, auth_for(ref))
 
