@@ -1,10 +1,11 @@
 """Shared fixtures: an isolated state folder, trained example runs, the local platform.
 
-Trained runs are made once per test session and shared (training is the slow
-part); each test that changes state gets its own HOME_MLOPS_HOME instead.
+Trained runs are made once per pytest run and shared by its workers (training is the
+slow part); each test that changes state gets its own HOME_MLOPS_HOME instead.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -124,20 +125,47 @@ def train(app: str, state: Path, *args: str) -> TrainedRun:
     )
 
 
-@pytest.fixture(scope="session")
-def shared_state(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("home-mlops-state")
+def run_root(tmp_path_factory) -> Path:
+    """The folder this pytest run's workers share (pytest-xdist gives each worker its own base
+    folder inside it); without workers, the run's own base folder."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
-def trained_run(shared_state):
-    """Factory: trained_run(app, *train_args) -> TrainedRun, trained once per argument set."""
+def trained_run(tmp_path_factory):
+    """Factory: trained_run(app, *train_args) -> TrainedRun, trained once per argument set for the
+    whole run, whichever worker asks first (the other waits on the lock, then reads the ids).
+
+    Training is a CLI start and a fit (10-20 s each on 2 cores); two workers that each trained the
+    five apps did that work twice. Each worker gets its own copy of the run's MLflow database and
+    its own state folder, so tags a deploy writes and the resolve cache stay in that worker; both
+    copies point at the one artifact folder, which nothing writes to after training."""
+    from filelock import FileLock
+
+    shared = run_root(tmp_path_factory) / "trained"
+    shared.mkdir(exist_ok=True)
+    mine = tmp_path_factory.mktemp("trained")
     made: dict[tuple, TrainedRun] = {}
 
     def make(app: str, *args: str) -> TrainedRun:
         key = (app, *args)
         if key not in made:
-            made[key] = train(app, shared_state, *args)
+            name = re.sub(r"[^A-Za-z0-9.]+", "-", " ".join(key))
+            source = shared / name
+            with FileLock(str(shared / f"{name}.lock")):
+                if not (source / "trained.json").is_file():
+                    source.mkdir(exist_ok=True)
+                    ran = train(app, source, *args)
+                    (source / "trained.json").write_text(json.dumps(
+                        {"experiment_id": ran.experiment_id, "run_id": ran.run_id, "model_id": ran.model_id}))
+            ids = json.loads((source / "trained.json").read_text())
+            state = mine / name
+            state.mkdir()
+            shutil.copy2(source / "mlflow.db", state / "mlflow.db")
+            env = cli_env(state)
+            made[key] = TrainedRun(app=app, **ids, tracking_uri=env["MLFLOW_TRACKING_URI"],
+                                   artifact_root=str(source / "mlruns"), state=state, env=env)
         return made[key]
 
     return make
