@@ -1,4 +1,4 @@
-"""build/wheels.py: wheel file names and lock lines through packaging (no pip, no network)."""
+"""build/wheels.py: wheel file names and lock lines through packaging; the wheel cache with real pip (a local find-links folder, no network)."""
 from __future__ import annotations
 
 import pytest
@@ -88,3 +88,52 @@ def test_two_builds_fill_the_wheel_cache_one_after_the_other(tmp_path):
         assert not (tmp_path / "second").exists(), "the second build filled the cache while the first held it"
     assert proc.wait(timeout=60) == 0
     assert (tmp_path / "second").read_text() == "in"
+
+
+def _wheel(folder, name: str, version: str, body: str) -> str:
+    """A minimal real wheel (pip reads its metadata); returns its lock line."""
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr(f"{name}/__init__.py", body)
+        whl.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        whl.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{dist}/RECORD", "")
+    return f"{name}=={version} --hash=sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def test_fetch_wheels_asks_pip_only_for_what_the_cache_lacks(tmp_path, monkeypatch):
+    """Real pip on a local find-links folder. A build whose locked wheels are all cached runs with
+    no index at all; a cached file whose bytes differ from the lock is never linked."""
+    from home_mlops.build.wheels import fetch_wheels, wheel_cache
+    from home_mlops.errors import BuildFailed
+
+    index = tmp_path / "index"
+    index.mkdir()
+    pinned = [_wheel(index, "hmt_alpha", "1.0", "A = 1\n"), _wheel(index, "hmt_beta", "2.0", "B = 2\n")]
+    monkeypatch.setenv("HOME_MLOPS_PLATFORM_DIR", str(tmp_path / "platform"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+
+    first = fetch_wheels(pinned, tmp_path / "one")
+    assert sorted(p.name for p in first) == ["hmt_alpha-1.0-py3-none-any.whl", "hmt_beta-2.0-py3-none-any.whl"]
+    assert sorted(p.name for p in wheel_cache().glob("*.whl")) == sorted(p.name for p in first)
+    locked_bytes = [p.read_bytes() for p in first]
+
+    away = index.rename(tmp_path / "away")  # no index any more: only the cache can serve the second build
+    second = fetch_wheels(pinned, tmp_path / "two")
+    assert [p.read_bytes() for p in second] == locked_bytes
+
+    beta = wheel_cache() / "hmt_beta-2.0-py3-none-any.whl"
+    beta.unlink()
+    beta.write_bytes(locked_bytes[1] + b"tampered")  # the right name, other bytes
+    with pytest.raises(BuildFailed, match="wheels"):
+        fetch_wheels(pinned, tmp_path / "three")  # pip is asked for hmt_beta, and nothing can serve it
+    assert not (tmp_path / "three" / beta.name).exists()
+
+    away.rename(index)
+    fourth = fetch_wheels(pinned, tmp_path / "four")  # pip replaces the tampered file with the locked one
+    assert [p.read_bytes() for p in fourth] == locked_bytes
