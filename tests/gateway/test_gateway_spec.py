@@ -28,12 +28,18 @@ def logged_models(tmp_path_factory):
     X, y = load_iris(return_X_y=True, as_frame=True)
     assert list(X.columns) == IRIS_COLUMNS
     model = LogisticRegression(max_iter=300).fit(X, y)
+    # given, not inferred: inference loads each model in a subprocess (seconds of CPU each)
+    from importlib.metadata import version
+
+    reqs = [f"mlflow=={version('mlflow')}", f"scikit-learn=={version('scikit-learn')}"]
     with mlflow.start_run(experiment_id=exp_id) as run:
         df_info = mlflow.sklearn.log_model(
-            model, name="model", input_example=X.head(3), serialization_format="cloudpickle")
+            model, name="model", input_example=X.head(3), serialization_format="cloudpickle",
+            pip_requirements=reqs)
         np_model = LogisticRegression(max_iter=300).fit(X.to_numpy(), y)
         np_info = mlflow.sklearn.log_model(
-            np_model, name="np-model", input_example=X.to_numpy()[:2], serialization_format="cloudpickle")
+            np_model, name="np-model", input_example=X.to_numpy()[:2], serialization_format="cloudpickle",
+            pip_requirements=reqs)
     out = {}
     for key, info in (("dataframe", df_info), ("ndarray", np_info)):
         path = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=str(tmp / key))

@@ -31,6 +31,14 @@ PORTS = range(19110, 19130)
 MLFLOW = Path(sys.executable).parent / "mlflow"
 
 
+def _requirements() -> list[str]:
+    """Given, not inferred: MLflow infers them by loading the model in a subprocess (about 5 s of
+    CPU per model), and both servers here run in this venv (--env-manager local)."""
+    from importlib.metadata import version
+
+    return [f"mlflow=={version('mlflow')}", f"scikit-learn=={version('scikit-learn')}"]
+
+
 def _free_port() -> int:
     for port in PORTS:
         with socket.socket() as s:
@@ -52,7 +60,8 @@ def _save_iris(folder: Path) -> Path:
     X, y = data.data, data.target
     model = LogisticRegression(max_iter=300).fit(X, y)
     path = folder / "iris"
-    mlflow.sklearn.save_model(model, path, signature=infer_signature(X, model.predict(X)), input_example=X.head(3))
+    mlflow.sklearn.save_model(model, path, signature=infer_signature(X, model.predict(X)), input_example=X.head(3),
+                             pip_requirements=_requirements())
     return path
 
 
@@ -80,7 +89,8 @@ def _save_mixed(folder: Path) -> Path:
         LogisticRegression(max_iter=300),
     ).fit(X, y)
     path = folder / "mixed"
-    mlflow.sklearn.save_model(pipe, path, signature=infer_signature(X, pipe.predict(X)), input_example=X.head(3))
+    mlflow.sklearn.save_model(pipe, path, signature=infer_signature(X, pipe.predict(X)), input_example=X.head(3),
+                             pip_requirements=_requirements())
     return path
 
 
