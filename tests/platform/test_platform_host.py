@@ -56,3 +56,10 @@ def test_tracking_server_argv_takes_only_stores_it_can_serve(tmp_path, monkeypat
     for destination in ("ftp://host/x", "relative/folder", "hdfs://nn/x"):
         with pytest.raises(BadInput):
             tracking_server.server_argv("127.0.0.1", 5099, None, destination)
+
+
+def test_tracking_server_runs_no_job_runner_unless_the_operator_asks():
+    env = tracking_server.server_env({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    asked = tracking_server.server_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert asked["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"

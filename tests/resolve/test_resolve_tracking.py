@@ -5,6 +5,7 @@ that logged two models, the experiment/run ownership check, and an unreachable s
 """
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -51,6 +52,9 @@ def server(tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
+        # MLflow's job runner stays off (tracking_server.server_env): the group is the server and its workers
+        extra = [cmd for cmd in process_group(proc.pid) if "jobs._job_runner" in cmd or "huey" in cmd]
+        assert not extra, extra
         yield url, root
         # `home-mlops mlflow-server` execs the server: the SIGTERM a supervisor sends the command's
         # pid stops the server and its workers (no orphan keeps answering on the port).
@@ -68,6 +72,18 @@ def server(tmp_path_factory):
     finally:
         stop_process_group(proc, timeout=30)
         log.close()
+
+
+def process_group(pgid: int) -> list[str]:
+    """The command lines of the processes in process group ``pgid``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) == pgid:
+                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from home_mlops import settings
@@ -34,9 +35,20 @@ def server_argv(host: str, port: int, backend_store_uri: str | None, artifacts_d
     ]
 
 
+# MLflow 3 starts a job runner beside a database-backed server: nine more processes (a runner and
+# eight huey consumers, about 30 s of CPU to start on 2 cores) for GenAI jobs (scorers, prompt
+# optimization) that nothing in home-mlops submits. Off unless the operator sets it.
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment: ours (its artifact store may need the cloud credentials the runner
+    would drop), with MLflow's job execution off unless the environment says otherwise."""
+    return {JOB_EXECUTION: "false", **environ}
+
+
 def serve(host: str, port: int, backend_store_uri: str | None, artifacts_destination: str | None,
           workers: int | None = None) -> None:
     argv = server_argv(host, port, backend_store_uri, artifacts_destination, workers)
-    # The server replaces this process (Ctrl-C and the supervisor's signals reach it directly), with
-    # our environment: its artifact store may need the cloud credentials the runner would drop.
-    os.execvp(argv[0], argv)
+    # The server replaces this process: Ctrl-C and the supervisor's signals reach it directly.
+    os.execvpe(argv[0], argv, server_env(os.environ))
