@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from pathlib import Path
@@ -24,14 +25,26 @@ APPS = ["tabular-iris-multi-classifier", "tabular-iris-lightgbm", "tabular-iris-
 TEST_PORTS = iter(range(19200, 19240))  # this helper's range; one per served container
 
 
+_RESOLVED: dict[str, dict] = {}
+
+
 def resolved_model(run) -> dict:
+    """`home-mlops resolve --json -` of the run, once per run in this module (each is a CLI start)."""
+    if run.run_id not in _RESOLVED:
+        _RESOLVED[run.run_id] = _resolve(run)
+    return _RESOLVED[run.run_id]
+
+
+def _resolve(run) -> dict:
     proc = run_cli(["resolve", "--experiment-id", run.experiment_id, "--run-id", run.run_id, "--json", "-"], run.env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
 
+@functools.cache
 def model_inputs(local_path: str):
-    """(column name -> signature type, the input example's records, the model's own predictions)."""
+    """(column name -> signature type, the input example's records, the model's own predictions),
+    once per model folder."""
     import mlflow.pyfunc
 
     from home_mlops.build.gateway_context import load_model_spec
