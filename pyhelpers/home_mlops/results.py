@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from home_mlops import output
-from home_mlops.errors import HomeMlopsError
+from home_mlops.errors import BadInput, HomeMlopsError
 
 STDOUT = "-"
 # Which description label (StepSpec.kind on the Groovy side) each command's summary uses.
@@ -19,8 +19,19 @@ KINDS = {"bento-build": "bento", "fastapi-build": "gateway", "deploy": "deploy",
 LOG_LINE_PREFIX = "    | "
 
 
+def check_target(path: str | os.PathLike[str] | None) -> None:
+    """Refuse, before a command does anything, a --json path no result can be written to."""
+    if path and str(path) != STDOUT and Path(path).is_dir():
+        raise BadInput(f"--json {path} is a folder",
+                       "a file for the result, or - for stdout",
+                       f"name a file in it, e.g. --json {Path(path) / 'result.json'}")
+
+
 def write_json(path: str | os.PathLike[str] | None, data: dict[str, Any]) -> None:
-    """Write atomically: a reader (Groovy's readJSON) never sees half a file. ``-`` is stdout."""
+    """Write atomically: a reader (Groovy's readJSON) never sees half a file. ``-`` is stdout.
+
+    Only a regular file (or a new one) is replaced: ``--json /dev/null`` or a named pipe is
+    written in place, where a rename would have put a regular file over the host's device."""
     if not path:
         return
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
@@ -29,6 +40,10 @@ def write_json(path: str | os.PathLike[str] | None, data: dict[str, Any]) -> Non
         sys.stdout.flush()
         return
     target = Path(path)
+    if target.exists() and not target.is_file():
+        with open(target, "w") as handle:  # a device or a pipe: nothing to replace atomically
+            handle.write(text)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".result-", dir=target.parent)
     with os.fdopen(fd, "w") as handle:

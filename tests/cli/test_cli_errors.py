@@ -158,3 +158,28 @@ def test_console_prints_values_literally(capsys):
     err = capsys.readouterr().err
     assert err.count(value) == 5, err
     assert "> " + value in err and "ok " + value in err and "warning: " + value in err and "error: " + value in err
+
+
+def test_json_to_a_pipe_is_written_in_place_and_to_a_folder_is_refused_first(state, tmp_path):
+    """--json /dev/null (or a named pipe) is written into, never renamed over: the rename that keeps
+    a result file whole would put a regular file in place of the device, for every later program.
+    A folder is refused with exit 2 before the command does anything."""
+    import os
+    import stat
+    import threading
+
+    pipe = tmp_path / "result.pipe"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    proc = run_cli(["status", "--app", "hmt-json-pipe", "--json", str(pipe)], cli_env(state), timeout=120)
+    reader.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert stat.S_ISFIFO(pipe.stat().st_mode), "the pipe was replaced by a regular file"
+    assert json.loads(received[0])["command"] == "status"
+
+    proc = run_cli(["undeploy", "--app", "hmt-json-folder", "--json", str(tmp_path)], cli_env(state), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and f"--json {tmp_path} is a folder" in proc.stderr
+    assert "undeploy: " not in proc.stderr  # stopped before the command ran: no summary of one

@@ -15,7 +15,7 @@ from home_mlops import console, env, output
 from home_mlops.errors import ExitCode, HomeMlopsError
 from home_mlops.extras import missing_dependency
 from home_mlops.params import JobParams
-from home_mlops.results import error_log_tail, failure_text, summary_text, write_json
+from home_mlops.results import check_target, error_log_tail, failure_text, summary_text, write_json
 
 # Options shared by the job commands; each also reads the job parameter's environment variable.
 AppOpt = typer.Option(None, "--app", envvar=env.APP_NAME.name, help="App name (APP_NAME).")
@@ -36,6 +36,11 @@ def run_command(name: str, json_path: str | None, body: Callable[[], dict[str, A
     started = time.monotonic()
     output.settings().failed_stage = ""
     with output.stage(name):
+        try:
+            check_target(json_path)
+        except HomeMlopsError as exc:  # nowhere to write a result: say so and stop, nothing done
+            console.error(exc)
+            raise typer.Exit(exc.code) from None
         try:
             result = _missing_modules_named(name, body)
         except HomeMlopsError as exc:
