@@ -77,6 +77,21 @@ def pytest_collection_modifyitems(config, items) -> None:
     _slowest_first(items)
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The run leaves the host's /dev/null a device: a program (ours or a test's) that renames a
+    file over a path it was given (`--json /dev/null` once did) breaks every later program's
+    "discard this"."""
+    import stat
+
+    if hasattr(session.config, "workerinput"):
+        return  # the controller checks once, after every worker is done
+    if not stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        session.config.get_terminal_writer().line(
+            "the test run replaced /dev/null with a regular file (restore it: rm /dev/null; mknod -m 666 /dev/null c 1 3)",
+            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @dataclass
 class TrainedRun:
     app: str
