@@ -179,10 +179,10 @@ def fetch_wheels(pinned: list[str], dest: Path) -> list[Path]:
     locked = [LockedWheel.parse(line) for line in pinned]
     with filling(cache):
         cached = locked_in_cache(cache, locked)
-        absent = [w.line for w in locked if w.name not in cached]
+        absent = [w for w in locked if w.name not in cached]
         if absent:
-            _download(absent, cache)
-            cached = locked_in_cache(cache, locked)
+            _download([w.line for w in absent], cache)
+            cached |= locked_in_cache(cache, absent)  # hash only what pip just fetched
         dest.mkdir(parents=True, exist_ok=True)
         linked: list[Path] = []
         for wheel in cached.values():
