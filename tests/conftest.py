@@ -11,12 +11,15 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from warm_cli import WarmCli
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -117,7 +120,14 @@ def cli_env(state: Path, **extra: str) -> dict:
 
 
 def run_cli(args: list[str], env: dict, timeout: int = 900, **kw) -> subprocess.CompletedProcess:
+    """`home-mlops *args` with its output captured, from this worker's warm interpreter
+    (tests/warm_cli.py: the real CLI, without importing mlflow again for every run)."""
+    if set(kw) <= {"cwd"} and os.environ.get("HOME_MLOPS_TEST_WARM_CLI") != "0" and WARM_CLI.usable_for(env):
+        return WARM_CLI.run(args, env, timeout, **kw)
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+WARM_CLI = WarmCli(CLI, cli_env(Path(tempfile.gettempdir())))
 
 
 def train(app: str, state: Path, *args: str) -> TrainedRun:
