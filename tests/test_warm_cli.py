@@ -28,7 +28,6 @@ def test_warm_runs_print_and_exit_as_real_ones(tmp_path):
     env = cli_env(tmp_path / "state")
     for args in (["--version"],
                  ["resolve", "--experiment-id", "1", "--run-id", "../etc", "--json", "-"],
-                 ["--log-format", "xml", "status"],
                  ["resolve", "--experiment-id", "1", "--run-id", RUN, "--nas", str(tmp_path / "none"), "--json", "-"]):
         warm, real = both(args, env, tmp_path)
         assert (warm.returncode, warm.args) == (real.returncode, real.args), args

@@ -22,7 +22,7 @@ import pytest
 
 
 import deploy_fixtures as fx  # noqa: E402
-from conftest import CLI, cli_env, docker_reason  # noqa: E402
+from conftest import CLI, cli_env, docker_reason, run_cli  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 if docker_reason():
@@ -124,7 +124,7 @@ class Host:
         return subprocess.Popen(args, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def run(self, args: list[str], **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([CLI, *args], env=self.env, capture_output=True, text=True, timeout=300, **kw)
+        return run_cli(args, self.env, timeout=300, **kw)
 
     def api_deploy(self, app: str, run: str, port: int, bento: str = "bento") -> dp.DeployResult:
         release = dp.Release(app, EXP, run, f"m-{run[:6]}", self.images[bento], self.images["gateway"],

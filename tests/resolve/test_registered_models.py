@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import deploy_fixtures as fx  # noqa: E402
-from conftest import CLI, cli_env, run_cli  # noqa: E402
+from conftest import cli_env, run_cli  # noqa: E402
 from test_resolve_nas import build_store, flat  # noqa: E402
 import test_resolve_tracking  # noqa: E402
 
@@ -203,7 +202,7 @@ def test_deploy_by_alias_written_back_promoted_and_rolled_back(registry_store, s
             assert found["home-mlops.deploy.status"] == f"rolled back to run {store.run_two}"
         assert tags(client, store, store.model_first, "2")[0]["home-mlops.deploy.status"] == "deployed"
     finally:
-        proc = subprocess.run([CLI, "undeploy", "--app", app], env=env, capture_output=True, text=True, timeout=300)
+        proc = run_cli(["undeploy", "--app", app], env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for found in tags(client, store, store.model_first, "2"):
         assert found["home-mlops.deploy.status"] == "undeployed"
