@@ -43,26 +43,26 @@ def docker_reason() -> str | None:
 DOCKER_FIXTURES = frozenset({"local_platform"})
 
 
-# The slowest test files, slowest first (seconds of one serial `make test` on 2 cores,
+# The slowest test files, slowest first (seconds of two two-worker `make test` runs on 2 cores,
 # `--durations=0` summed per file). make test hands whole files to two xdist workers in
 # collection order (--dist loadfile --no-loadscope-reorder): the long ones start first and
 # the many short files fill in behind them, so neither worker is left with a long file at the end.
 SLOWEST_FIRST = (
-    "tests/build/test_images.py",  # 366 s
-    "tests/build/test_serving_images.py",  # 170
-    "tests/deploy/test_serving_modes.py",  # 94
-    "tests/resolve/test_resolve_tracking.py",  # 86
-    "tests/resolve/test_hostile_models.py",  # 77
-    "tests/resolve/test_registered_models.py",  # 71
-    "tests/test_output.py",  # 61
-    "tests/resolve/test_resolve_s3.py",  # 53
-    "tests/k8s/test_cli_k8s.py",  # 51
-    "tests/groovy/test_groovy_chain.py",  # 47
-    "tests/deploy/test_many_apps.py",  # 45
-    "tests/resolve/test_resolve_nas.py",  # 43
-    "tests/gateway/test_invocations_mlflow.py",  # 40
-    "tests/build/test_registry_trust.py",  # 39
-    "tests/deploy/test_deploy.py",  # 38
+    "tests/build/test_images.py",  # 175-238 s
+    "tests/build/test_serving_images.py",  # 177-230
+    "tests/deploy/test_serving_modes.py",  # 72-107
+    "tests/groovy/test_groovy_chain.py",  # 62-73
+    "tests/resolve/test_hostile_models.py",  # 51-70
+    "tests/resolve/test_resolve_tracking.py",  # 50-71
+    "tests/resolve/test_registered_models.py",  # 45-66
+    "tests/deploy/test_many_apps.py",  # 51-55
+    "tests/test_output.py",  # 42-57
+    "tests/deploy/test_deploy.py",  # 39-50
+    "tests/gateway/test_hostile_payloads.py",  # 40-44
+    "tests/resolve/test_resolve_s3.py",  # 41-43
+    "tests/k8s/test_cli_k8s.py",  # 32-40
+    "tests/groovy/test_groovy_hostile.py",  # 30-42
+    "tests/gateway/test_invocations_mlflow.py",  # 28-34
 )
 
 
