@@ -32,8 +32,9 @@ import threading
 from pathlib import Path
 
 # what a CLI run spends its start on (python -X importtime); all of it is read-only after import
-PRELOAD = ("mlflow", "mlflow.models", "mlflow.artifacts", "mlflow.tracking", "mlflow.store.artifact.artifact_repository_registry",
-           "docker", "typer", "rich.console", "pydantic", "yaml", "jinja2", "httpx", "packaging.requirements")
+PRELOAD = ("mlflow", "mlflow.models", "mlflow.artifacts", "mlflow.tracking",
+           "mlflow.store.artifact.artifact_repository_registry", "docker", "typer", "rich.console", "pydantic",
+           "yaml", "jinja2", "httpx", "packaging.requirements")
 
 
 def _read_at_start(name: str) -> bool:
