@@ -122,6 +122,28 @@ class Deployment(Record):
         return as_result(self)
 
 
+class ClusterDeployment(Record):
+    """deploy's result with the k8s target (and deploy --rollback's): what serves the app in the
+    cluster now (k8s/apply.py makes it)."""
+
+    app: str
+    run_id: str
+    target: Literal["k8s"] = "k8s"
+    namespace: str
+    url: str = Field(description="The Ingress host, else the front door Service's name inside the cluster.")
+    local_url: Literal[""] = Field("", description="Always empty: the cluster is not this host.")
+    previous_run_id: str = Field(description="The run the front door served before (empty if none).")
+    revisions: dict[str, int] = Field(description="Deployment name -> its revision now.")
+    experiment_id: str = ""
+    model_id: str = ""
+    serving: str = ""
+    images: dict[str, str] = Field(default_factory=dict, description="role -> image@digest deployed (deploy only).")
+    deploy_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return as_result(self)
+
+
 class RegisteredModel(Record):
     """The registered model version a models:/ RUN_ID named (a result carries it only then)."""
 
@@ -168,6 +190,10 @@ class DeployJson(Envelope, Deployment):
     pass
 
 
+class ClusterDeployJson(Envelope, ClusterDeployment):
+    pass
+
+
 class NamedBento(Named, BentoImage):
     pass
 
@@ -180,6 +206,10 @@ class NamedDeployment(Named, Deployment):
     pass
 
 
+class NamedClusterDeployment(Named, ClusterDeployment):
+    pass
+
+
 class PipelineJson(Envelope):
     app: str
     url: str
@@ -188,12 +218,12 @@ class PipelineJson(Envelope):
     resolve: Resolved
     bento: NamedBento | SkippedBuild = Field(description="bento-build's result.")
     gateway: NamedImage | SkippedBuild = Field(description="fastapi-build's result (the gateway or the server).")
-    deploy: NamedDeployment
+    deploy: NamedDeployment | NamedClusterDeployment = Field(description="deploy's result (this host, or k8s).")
 
 
 RESULTS: dict[str, Any] = {
     "resolve": ResolveJson, "bento-build": Union[BentoBuildJson, SkippedBuildJson],
-    "fastapi-build": Union[FastapiBuildJson, SkippedBuildJson], "deploy": DeployJson, "pipeline": PipelineJson,
+    "fastapi-build": Union[FastapiBuildJson, SkippedBuildJson], "deploy": Union[DeployJson, ClusterDeployJson], "pipeline": PipelineJson,
 }
 
 

@@ -51,12 +51,12 @@ def template_run(cluster: FakeCluster, role: str) -> str:
 def test_a_good_rollout_is_applied_waited_for_and_smoke_tested(serving):
     cluster = cluster_with_old_release(serving, "ok")
     result = deploy_new(cluster, serving)
-    assert result["run_id"] == NEW_RUN and result["previous_run_id"] == OLD_RUN and result["target"] == "k8s"
-    assert all(rev == 2 for rev in result["revisions"].values())
+    assert result.run_id == NEW_RUN and result.previous_run_id == OLD_RUN and result.target == "k8s"
+    assert all(rev == 2 for rev in result.revisions.values())
     assert not cluster.patches
     front = {"bento+gateway": "gateway", "bento": "bento", "fastapi": "server"}[serving]
     assert cluster.proxied == [(f"{APP}-{front}", "/readyz", None), (f"{APP}-{front}", "/predict", SMOKE)]
-    assert result["url"] == f"http://{APP}-{front}.home-mlops.svc.cluster.local"
+    assert result.url == f"http://{APP}-{front}.home-mlops.svc.cluster.local"
     # everything the render has was applied, the model server before the front door
     kinds = [o["kind"] for o in cluster.applied]
     assert "Namespace" not in kinds and "HorizontalPodAutoscaler" in kinds  # the namespace was there already
@@ -201,7 +201,7 @@ def test_deploy_rollback_goes_to_the_previous_run_and_says_so():
     cluster = cluster_with_old_release("bento+gateway", "ok")
     deploy_new(cluster, "bento+gateway")
     result = apply.rollback(APP, settings_for(APP, "bento+gateway"), cluster, clock=SteppedClock())
-    assert result["run_id"] == OLD_RUN and result["previous_run_id"] == NEW_RUN
+    assert result.run_id == OLD_RUN and result.previous_run_id == NEW_RUN and result.serving == "bento+gateway"
     assert sorted(name for name, _ in cluster.patches) == [f"{APP}-bento", f"{APP}-gateway"]
     assert cluster.proxied[-1] == (f"{APP}-gateway", "/readyz", None)
     assert template_run(cluster, "gateway") == OLD_RUN

@@ -9,11 +9,12 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import cli_env, run_cli
+from conftest import ROOT, cli_env, run_cli
 from home_mlops.k8s.render import SCHEMA_VERSION
 from k8s_fixtures import fake_digest
 
@@ -215,6 +216,8 @@ def test_deploy_status_undeploy_through_a_stand_in_api_server(resolved_run, loca
         assert proc.returncode == 0, proc.stderr[-4000:]
         result = json.loads((tmp_path / "deploy.json").read_text())
         assert (result["target"], result["namespace"], result["run_id"]) == ("k8s", namespace, run.run_id)
+        # the result is what the published deploy schema promises (its k8s variant: ClusterDeployment)
+        jsonschema.validate(result, json.loads((ROOT / "docs" / "schemas" / "deploy.schema.json").read_text()))
         assert result["images"] == {role: f"{refs[role]}@{pushed[role]}" for role in refs}
         assert result["url"] == f"http://{app}-gateway.{namespace}.svc.cluster.local"
         gateway = api.objects[f"/apis/apps/v1/namespaces/{namespace}/deployments/{app}-gateway"]

@@ -80,6 +80,18 @@ def test_build_results_carry_the_resolved_run_and_skips_are_their_own_variant():
         assert skipped["properties"]["status"]["const"] == "skipped"
 
 
+def test_a_k8s_deploy_is_its_own_variant_of_the_deploy_result():
+    """deploy --target k8s has no port, containers or compose file: its result is the ClusterDeployment
+    variant, and a consumer tells the two apart by ``target``."""
+    schema = json.loads((SCHEMAS / "deploy.schema.json").read_text())
+    docker, cluster = (schema["$defs"][v["$ref"].rsplit("/", 1)[1]] for v in schema["anyOf"])
+    assert "target" not in docker["properties"] and "port" in docker["required"]
+    assert cluster["properties"]["target"]["const"] == "k8s"
+    assert {"namespace", "revisions", "images", "url", "run_id"} <= set(cluster["properties"])
+    pipeline = json.loads((SCHEMAS / "pipeline.schema.json").read_text())
+    assert len(pipeline["properties"]["deploy"]["anyOf"]) == 2
+
+
 def test_deploy_returns_the_deployment_record():
     """One record: what deploy/rollback return is what the deploy result (and its schema) hold."""
     from home_mlops.deploy.switch import DeployResult

@@ -48,8 +48,9 @@ def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, i
                        "the run's own pushed images with --target k8s (their digests come from the registry)",
                        "drop the image options, or deploy with --target docker")
     require_trusted_registry(params.registry)
-    resolved, result = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered, earlier),
-                                  settings)
+    resolved, deployed = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered, earlier),
+                                    settings)
+    result = deployed.to_dict()
     provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
     return with_registered(result, registered)
 
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
                 app = validate_app(app_name or "")
                 cluster = k8s_settings(app, target, namespace)
-                result = rollback_app(app, cluster) if cluster is not None else do_rollback(app).to_dict()
+                result = (rollback_app(app, cluster) if cluster is not None else do_rollback(app)).to_dict()
                 provenance.after_rollback(app, result)
                 return result
             params, earlier = given_params(from_path, app_name, experiment_id, run_id, nas, registry)

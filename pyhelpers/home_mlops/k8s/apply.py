@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubernetes.client import V1Deployment
 
@@ -37,6 +36,7 @@ from home_mlops.k8s.render import (
     FRONT_DOOR, LABEL_APP, LABEL_ROLE, LABEL_SERVING, MANAGED_SELECTOR, READY_PATH, ClusterRelease, object_name,
     render, selector_labels,
 )
+from home_mlops.records import ClusterDeployment
 
 LOG_LINES = 20
 
@@ -170,8 +170,8 @@ def _interrupt_fails_the_deploy():
 
 
 def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, *,
-           clock: Clock | None = None) -> dict[str, Any]:
-    """Apply, wait, smoke-test (module docstring); the result mirrors the Docker target's deploy."""
+           clock: Clock | None = None) -> ClusterDeployment:
+    """Apply, wait, smoke-test (module docstring): what serves the app now."""
     started = time.monotonic()
     objects = render(release, settings)
     wait = _Wait(cluster, settings.namespace, settings.ready_timeout, clock or Clock())
@@ -198,13 +198,11 @@ def deploy(release: ClusterRelease, settings: DeploySettings, cluster: Cluster, 
                                         or V1Deployment()) for name in names.values()}
     url = front_door_url(release.app, release.front_door, settings)
     console.ok(f"{release.app} run {release.run_id} serves in namespace {settings.namespace}: {url}")
-    return {
-        "app": release.app, "run_id": release.run_id, "experiment_id": release.experiment_id,
-        "model_id": release.model_id, "target": "k8s", "namespace": settings.namespace, "serving": release.serving,
-        "url": url, "local_url": "", "previous_run_id": previous_run,
-        "images": {image.role: image.pinned for image in release.images},
-        "revisions": revisions, "deploy_seconds": round(time.monotonic() - started, 3),
-    }
+    return ClusterDeployment(
+        app=release.app, run_id=release.run_id, experiment_id=release.experiment_id, model_id=release.model_id,
+        namespace=settings.namespace, serving=release.serving, url=url, previous_run_id=previous_run,
+        images={image.role: image.pinned for image in release.images}, revisions=revisions,
+        deploy_seconds=round(time.monotonic() - started, 3))
 
 
 def _roll_out(cluster: Cluster, release: ClusterRelease, settings: DeploySettings, objects: list[dict],
@@ -228,7 +226,7 @@ def front_door_url(app: str, front_door: str, settings: DeploySettings) -> str:
     return f"http://{object_name(app, front_door)}.{settings.namespace}.svc.cluster.local"
 
 
-def rollback(app: str, settings: DeploySettings, cluster: Cluster, *, clock: Clock | None = None) -> dict[str, Any]:
+def rollback(app: str, settings: DeploySettings, cluster: Cluster, *, clock: Clock | None = None) -> ClusterDeployment:
     """`deploy --rollback --target k8s`: every Deployment of the app back to its previous revision."""
     wait = _Wait(cluster, settings.namespace, settings.ready_timeout, clock or Clock())
     deps = sorted(cluster.deployments(settings.namespace, app_selector(app)), key=lambda d: d.metadata.name)
@@ -257,9 +255,10 @@ def rollback(app: str, settings: DeploySettings, cluster: Cluster, *, clock: Clo
     if status != 200:
         raise DeployFailed(f"after the rollback {object_name(app, front)} answers {status} on {READY_PATH}",
                            "200", "look at the pods (kubectl -n <namespace> get pods) and deploy a known good run")
-    return {"app": app, "run_id": run, "target": "k8s", "namespace": settings.namespace,
-            "url": front_door_url(app, front, settings), "local_url": "", "previous_run_id": previous_run,
-            "revisions": {dep.metadata.name: rollout.revision(target) for dep, _, target in targets}}
+    return ClusterDeployment(
+        app=app, run_id=run, namespace=settings.namespace, serving=serving, url=front_door_url(app, front, settings),
+        previous_run_id=previous_run,
+        revisions={dep.metadata.name: rollout.revision(target) for dep, _, target in targets})
 
 
 def undeploy(app: str, settings: DeploySettings, cluster: Cluster) -> list[str]:

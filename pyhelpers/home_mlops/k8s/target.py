@@ -13,6 +13,7 @@ from home_mlops.deploy.app_settings import DeploySettings
 from home_mlops.k8s import apply
 from home_mlops.k8s.cluster import Cluster, connect
 from home_mlops.params import JobParams
+from home_mlops.records import ClusterDeployment
 from home_mlops.resolve.resolver import ResolvedModel
 
 
@@ -26,7 +27,7 @@ def k8s_settings(app: str | None, target: str | None, namespace: str | None) -> 
 
 
 def deploy_run(params: JobParams, resolve: Callable[[], ResolvedModel], settings: DeploySettings,
-               cluster: Cluster | None = None) -> tuple[ResolvedModel, dict[str, Any]]:
+               cluster: Cluster | None = None) -> tuple[ResolvedModel, ClusterDeployment]:
     """Deploy the run's images (digests from the registry) in the app's serving mode. The cluster
     is asked first: no resolve or registry lookup when it cannot be reached (exit 7)."""
     from home_mlops.k8s.release import cluster_release
@@ -37,7 +38,7 @@ def deploy_run(params: JobParams, resolve: Callable[[], ResolvedModel], settings
     return resolved, apply.deploy(release, settings, cluster)
 
 
-def rollback_app(app: str, settings: DeploySettings, cluster: Cluster | None = None) -> dict[str, Any]:
+def rollback_app(app: str, settings: DeploySettings, cluster: Cluster | None = None) -> ClusterDeployment:
     return apply.rollback(app, settings, cluster or connect())
 
 
