@@ -16,6 +16,7 @@ from k8s_fixtures import release_for, settings_for
 from stub_api import TOKEN, StubApi
 
 PORT = 19341  # helper K's range 19300-19399
+CLOSED_PORT = 19349  # nothing in the suite listens here (test_cli_k8s's stand-in API server is on 19342)
 
 
 @pytest.fixture
@@ -95,13 +96,13 @@ def test_no_api_server_is_exit_7(tmp_path, monkeypatch):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{PORT + 1}"}}],  # nothing listens
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{CLOSED_PORT}"}}],
         "users": [{"name": "u", "user": {"token": TOKEN}}],
         "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     with pytest.raises(Unavailable) as caught:
         k8s_cluster.connect()
-    assert caught.value.code == ExitCode.UNAVAILABLE and f"127.0.0.1:{PORT + 1}" in caught.value.expected
+    assert caught.value.code == ExitCode.UNAVAILABLE and f"127.0.0.1:{CLOSED_PORT}" in caught.value.expected
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
     with pytest.raises(Unavailable, match="no Kubernetes cluster is configured"):
         k8s_cluster.connect()
