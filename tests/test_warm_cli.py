@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from conftest import CLI, WARM_CLI, cli_env, run_cli
 
 RUN = "0123456789abcdef0123456789abcdef"
@@ -51,3 +53,13 @@ def test_other_startup_settings_get_a_real_exec(tmp_path):
     assert not WARM_CLI.usable_for({**env, "PYTHONWARNINGS": "error"})
     assert not WARM_CLI.usable_for({**env, "LC_ALL": "C"})
     assert WARM_CLI.usable_for({**env, "HOME_MLOPS_PORT": "19999"})
+
+
+def test_a_run_past_its_timeout_is_killed_as_subprocess_would(tmp_path):
+    """TimeoutExpired, and the process is gone when it is raised: it never got to write its result."""
+    env = cli_env(tmp_path / "state", MLFLOW_TRACKING_URI="http://127.0.0.1:9", MLFLOW_HTTP_REQUEST_MAX_RETRIES="6",
+                  MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="2")  # a minute of retries against a closed port
+    with pytest.raises(subprocess.TimeoutExpired):
+        WARM_CLI.run(["resolve", "--experiment-id", "1", "--run-id", RUN, "--json", "out.json"], env, timeout=3,
+                     cwd=tmp_path)
+    assert not (tmp_path / "out.json").exists()

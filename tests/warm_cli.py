@@ -17,6 +17,7 @@ itself (signals, process groups, the console script) use subprocess as before.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import importlib
 import json
@@ -167,11 +168,19 @@ class WarmCli:
                 try:
                     reply = conn.recv(4096)
                 except TimeoutError:
-                    os.kill(pid, signal.SIGKILL)
+                    _kill(pid)
                     conn.settimeout(None)
                     conn.recv(4096)
                     raise subprocess.TimeoutExpired(argv, timeout, _text(out), _text(err)) from None
+                except BaseException:
+                    _kill(pid)  # as subprocess.run does when its wait is cut short (pytest-timeout, Ctrl-C)
+                    raise
             return subprocess.CompletedProcess(argv, json.loads(reply)["returncode"], _text(out), _text(err))
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _text(file) -> str:
