@@ -223,7 +223,8 @@ class PipelineJson(Envelope):
 
 RESULTS: dict[str, Any] = {
     "resolve": ResolveJson, "bento-build": Union[BentoBuildJson, SkippedBuildJson],
-    "fastapi-build": Union[FastapiBuildJson, SkippedBuildJson], "deploy": Union[DeployJson, ClusterDeployJson], "pipeline": PipelineJson,
+    "fastapi-build": Union[FastapiBuildJson, SkippedBuildJson], "deploy": Union[DeployJson, ClusterDeployJson],
+    "pipeline": PipelineJson,
 }
 
 
