@@ -140,9 +140,6 @@ class ClusterDeployment(Record):
     images: dict[str, str] = Field(default_factory=dict, description="role -> image@digest deployed (deploy only).")
     deploy_seconds: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_result(self)
-
 
 class RegisteredModel(Record):
     """The registered model version a models:/ RUN_ID named (a result carries it only then)."""

@@ -50,7 +50,7 @@ def _deploy_k8s(params, settings, tracking_uri, model_name, registered, alias, i
     require_trusted_registry(params.registry)
     resolved, deployed = deploy_run(params, lambda: resolve_run(params, tracking_uri, model_name, registered, earlier),
                                     settings)
-    result = deployed.to_dict()
+    result = as_result(deployed)
     provenance.after_deploy(params.app, provenance.Target.of(resolved, registered, tracking_uri), result, alias)
     return with_registered(result, registered)
 
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
                 app = validate_app(app_name or "")
                 cluster = k8s_settings(app, target, namespace)
-                result = (rollback_app(app, cluster) if cluster is not None else do_rollback(app)).to_dict()
+                result = as_result(rollback_app(app, cluster) if cluster is not None else do_rollback(app))
                 provenance.after_rollback(app, result)
                 return result
             params, earlier = given_params(from_path, app_name, experiment_id, run_id, nas, registry)

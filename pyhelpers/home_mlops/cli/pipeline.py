@@ -21,7 +21,7 @@ def _deploy_stage(params, resolved, settings) -> dict[str, Any]:
     if settings.target == "k8s":
         from home_mlops.k8s.target import deploy_run
 
-        return deploy_run(params, lambda: resolved, settings)[1].to_dict()
+        return as_result(deploy_run(params, lambda: resolved, settings)[1])
     from home_mlops.build.stages import deploy_stage
 
     return as_result(deploy_stage(params, resolved, settings=settings))
