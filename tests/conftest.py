@@ -127,6 +127,8 @@ def run_cli(args: list[str], env: dict, timeout: int = 900, **kw) -> subprocess.
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+# The server's environment only has to start Python as every run's does (cli_env's PATH and
+# PYTHONWARNINGS); its state folder is never used.
 WARM_CLI = WarmCli(CLI, cli_env(Path(tempfile.gettempdir())))
 
 
